@@ -1,0 +1,86 @@
+# pfa-sync — the two set-up commands are `make run` and `make test`; both install what is
+# missing (and only that) on a fresh Debian machine, then do their job.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SHELLFLAGS := -eu -o pipefail -c
+
+CARGO_LEPTOS_VERSION := 0.3.6
+BINARYEN_VERSION     := 132.0.0
+# The wasm-bindgen CLI must match the library version that Cargo.lock pins.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+# cargo-leptos writes the site (pkg/ bundle, CSS, public assets) here.
+SITE_ROOT := $(CURDIR)/target/site
+
+.PHONY: help run run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench \
+        tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium e2e-deps fmt lint
+
+help: ## Show this list
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+run: tools ## Serve the app on http://localhost:3000 (dev mode: SQLite, PEMS simulator, demo data)
+	PFA_SYNC_MODE=dev cargo leptos serve
+
+run-release: tools ## Same as run, with the optimised release build
+	PFA_SYNC_MODE=dev cargo leptos serve --release
+
+test: tools e2e-deps test-rust test-e2e ## Run every test: Rust unit and black-box tests, then Playwright (debug and release)
+
+test-rust: ## Rust unit tests and the black-box tests in tests/
+	cargo test --features ssr --locked
+
+test-e2e: test-e2e-debug test-e2e-release ## Playwright against the debug and the release build
+
+test-e2e-debug: tools e2e-deps
+	cargo leptos build
+	cd end2end && E2E_BIN="$(CARGO_TARGET_DIR)/debug/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
+
+test-e2e-release: tools e2e-deps
+	cargo leptos build --release
+	cd end2end && E2E_BIN="$(CARGO_TARGET_DIR)/release/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
+
+bench: ## Benchmarks (figures printed; see benches/)
+	cargo bench --features ssr --locked
+
+fmt: ## Format the code
+	cargo fmt
+
+lint: ## Clippy on the server and the browser build
+	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+
+tools: wasm-target cargo-leptos wasm-bindgen wasm-opt chromium ## Install the build tools that are missing
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+cargo-leptos:
+	@cargo leptos --version 2>/dev/null | grep -q ' $(CARGO_LEPTOS_VERSION)$$' || \
+	  { echo "installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 16 minutes on 2 cores, once)"; \
+	    cargo install cargo-leptos --locked --version $(CARGO_LEPTOS_VERSION); }
+
+wasm-bindgen:
+	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "no wasm-bindgen in Cargo.lock"; exit 1; }
+	@wasm-bindgen --version 2>/dev/null | grep -q ' $(WASM_BINDGEN_VERSION)$$' || \
+	  { echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+	    cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; }
+
+# Debian's binaryen 108 produces release bundles that fail to hydrate; npm's binaryen 132 works.
+wasm-opt:
+	@wasm-opt --version 2>/dev/null | grep -q 'version $(firstword $(subst ., ,$(BINARYEN_VERSION)))' || \
+	  { echo "installing wasm-opt from npm binaryen@$(BINARYEN_VERSION)"; \
+	    npm install --global --no-fund --no-audit binaryen@$(BINARYEN_VERSION); }
+
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian's chromium"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Playwright needs Debian's chromium at /usr/bin/chromium: run 'sudo apt-get install chromium'"; exit 1; fi; }
+
+e2e-deps: end2end/node_modules/.installed
+
+end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
+	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-fund --no-audit --loglevel=error
+	touch $@

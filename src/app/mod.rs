@@ -1,0 +1,58 @@
+//! The Leptos UI: the HTML shell, the router and the pages. Rendered on the server and
+//! hydrated in the browser; browser-only work runs in effects and event handlers.
+
+pub mod api;
+pub mod components;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    StaticSegment,
+};
+
+/// The HTML document around the app, rendered only on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The root component. `data-hydrated` turns to `true` once the WebAssembly bundle has taken
+/// over the server-rendered page (end-to-end tests wait for it before they click).
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let (hydrated, set_hydrated) = signal(false);
+    Effect::new(move |_| set_hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/pfa-sync.css" />
+        <Title text="PFA Sync" />
+        <div class="app" data-hydrated=move || hydrated.get().to_string()>
+            <header class="topbar">
+                <a class="brand" href="/">"PFA Sync"</a>
+            </header>
+            <Router>
+                <main class="content">
+                    <Routes fallback=pages::not_found::NotFound>
+                        <Route path=StaticSegment("") view=pages::home::HomePage />
+                    </Routes>
+                </main>
+            </Router>
+        </div>
+    }
+}

@@ -1,0 +1,4 @@
+//! Domain types of PFA planning: records, drafts, sync jobs, conflicts, versions.
+//! Pure: no I/O, no framework types. Parsed and validated at the edge of the server.
+
+pub mod org;

@@ -1,0 +1,15 @@
+//! Everything that exists only on the server (feature `ssr`).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod realtime;
+pub mod shutdown;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+
+pub use startup::Application;

@@ -1,0 +1,145 @@
+//! Builds the application (store, PEMS, router, listener) and runs it until shutdown.
+
+use super::{
+    config::Config,
+    http, realtime, shutdown,
+    state::{AppState, PemsEndpoint, StartedAt},
+    store::Store,
+    sync::pems::simulator,
+};
+use crate::app::{shell, App};
+use anyhow::Context;
+use axum::{extract::DefaultBodyLimit, Router};
+use leptos::config::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{compression::CompressionLayer, limit::RequestBodyLimitLayer, trace::TraceLayer};
+
+/// A built, bound, not yet running server. Tests build one on port 0 and read its address.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store (running migrations), starts the PEMS simulator when no PEMS URL is
+    /// configured, and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let store = Store::connect(&config.database_url).await?;
+
+        let pems_url = match &config.pems_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let sim =
+                    simulator::spawn(([127, 0, 0, 1], 0).into(), shutdown.child_token()).await?;
+                tracing::info!("built-in PEMS simulator listening on {}", sim.base_url);
+                sim.base_url
+            }
+        };
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let addr = listener.local_addr()?;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("pfa-sync")
+            .site_root(config.site_root.to_string_lossy().as_ref())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+
+        let state = AppState {
+            leptos_options,
+            store,
+            config: Arc::new(config),
+            started: StartedAt(Instant::now()),
+            shutdown,
+            pems: PemsEndpoint(pems_url.into()),
+        };
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token shuts the server down as SIGTERM would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM or the shutdown token, then lets in-flight requests finish
+    /// within the configured grace period.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+        } = self;
+        let token = state.shutdown.clone();
+        tracing::info!("pfa-sync listening on http://{}", listener.local_addr()?);
+        tokio::spawn(shutdown::cancel_on_signal(token.clone()));
+
+        let mut server = tokio::spawn(
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future(),
+        );
+        let outcome = tokio::select! {
+            finished = &mut server => finished,
+            _ = token.cancelled() => {
+                match tokio::time::timeout(state.config.shutdown_grace, &mut server).await {
+                    Ok(finished) => finished,
+                    Err(_) => {
+                        tracing::warn!("grace period over; dropping the remaining connections");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        state.store.close().await;
+        tracing::info!("pfa-sync stopped");
+        outcome
+            .context("server task panicked")?
+            .context("server failed")
+    }
+}
+
+/// Every route with its middleware: request tracing, compression (gzip, brotli), body limit.
+fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .merge(http::routes())
+        .merge(realtime::routes())
+        .leptos_routes(&state, routes, {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

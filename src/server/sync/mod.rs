@@ -1,0 +1,3 @@
+//! The sync engine and its PEMS side.
+
+pub mod pems;
