@@ -2,3 +2,4 @@
 //! Pure: no I/O, no framework types. Parsed and validated at the edge of the server.
 
 pub mod org;
+pub mod role;

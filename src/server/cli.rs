@@ -1,8 +1,10 @@
 //! Runs the subcommand the command line asked for.
 
 use super::{
-    config::{Cli, Command, Config},
+    accounts_cli,
+    config::{Cli, Command, Config, TokenCommand, UserCommand},
     startup::Application,
+    store::Store,
     sync::pems::simulator,
     telemetry,
 };
@@ -17,6 +19,34 @@ pub async fn main() -> ExitCode {
         None => serve(Config::from(cli.serve)).await,
         Some(Command::Serve(args)) => serve(Config::from(args)).await,
         Some(Command::PemsSim(args)) => simulator::run_standalone(args.addr).await,
+        Some(Command::User(UserCommand::Add {
+            name,
+            password,
+            members,
+            database,
+        })) => {
+            async {
+                let store = Store::connect(&database.database_url).await?;
+                let id = accounts_cli::add_user(&store, &name, &password, &members).await?;
+                println!("created user {name} (id {id}) with {}", members.join(", "));
+                Ok(())
+            }
+            .await
+        }
+        Some(Command::Token(TokenCommand::Create {
+            user,
+            scopes,
+            database,
+        })) => {
+            async {
+                let store = Store::connect(&database.database_url).await?;
+                let token = accounts_cli::create_token(&store, &user, &scopes).await?;
+                println!("{token}");
+                Ok(())
+            }
+            .await
+        }
+        Some(Command::WsCheck(args)) => super::ws_check::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,62 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the PEMS simulator alone, for integrations and load tests.
     PemsSim(PemsSimArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for non-browser clients.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Check a running server end to end: connect, publish, measure latency, verify replay.
+    WsCheck(WsCheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with memberships, e.g. `user add ana --password 'secret-1' --member org-rio:planner`.
+    Add {
+        /// Username (1-64 characters: letters, digits, '.', '_', '-').
+        name: String,
+        /// Password, at least 8 characters.
+        #[arg(long, env = "PFA_SYNC_USER_PASSWORD")]
+        password: String,
+        /// ORG:ROLE, repeatable; ROLE is viewer, editor, planner or admin.
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token acting with the user's memberships; prints it once.
+    Create {
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// Extra scope; `publish` allows the publish API in the user's organizations.
+        #[arg(long = "scope", value_parser = ["publish"])]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WsCheckArgs {
+    /// Base URL of the server, e.g. http://localhost:3000.
+    #[arg(long, default_value = "http://localhost:3000")]
+    pub url: String,
+    /// Organization to check.
+    #[arg(long, default_value = "org-rio")]
+    pub org: String,
+    /// Bearer token with the publish scope (`pfa-sync token create --user admin --scope publish`).
+    #[arg(long, env = "PFA_SYNC_TOKEN")]
+    pub token: String,
+    /// Events published for the latency figure (at least 100).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(100..))]
+    pub events: u32,
 }
 
 /// Where the data lives; taken by every subcommand that touches the store.
@@ -78,6 +134,48 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "PFA_SYNC_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Origins allowed to use the API and the WebSocket with a session (comma-separated,
+    /// e.g. https://pfa.example.com). Empty: the server's own origin only.
+    #[arg(
+        long = "allowed-origin",
+        env = "PFA_SYNC_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Mark the session cookie Secure (serve over HTTPS, e.g. behind a TLS proxy).
+    #[arg(long, env = "PFA_SYNC_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Hours a browser session lasts.
+    #[arg(long, env = "PFA_SYNC_SESSION_TTL_HOURS", default_value_t = 12)]
+    pub session_ttl_hours: u64,
+
+    /// Login attempts a minute allowed per username (also the burst).
+    #[arg(long, env = "PFA_SYNC_LOGIN_PER_USER_PER_MIN", default_value_t = 10)]
+    pub login_per_user_per_min: u32,
+
+    /// Login attempts a minute allowed per client address (also the burst).
+    #[arg(long, env = "PFA_SYNC_LOGIN_PER_ADDR_PER_MIN", default_value_t = 60)]
+    pub login_per_addr_per_min: u32,
+
+    /// Seconds between HEARTBEAT frames and pings; a peer silent for two intervals is dropped.
+    #[arg(long, env = "PFA_SYNC_HEARTBEAT_SECS", default_value_t = 25)]
+    pub heartbeat_secs: u64,
+
+    /// Events the log keeps per organization for replay.
+    #[arg(long, env = "PFA_SYNC_EVENT_LOG_MAX_EVENTS", default_value_t = 10_000)]
+    pub event_log_max_events: u64,
+
+    /// Hours the log keeps an event for replay.
+    #[arg(long, env = "PFA_SYNC_EVENT_LOG_MAX_AGE_HOURS", default_value_t = 168)]
+    pub event_log_max_age_hours: u64,
+
+    /// Messages queued per WebSocket before progress is coalesced and, when still full, the
+    /// client is closed with 4008.
+    #[arg(long, env = "PFA_SYNC_WS_OUTBOX_CAPACITY", default_value_t = 256)]
+    pub ws_outbox_capacity: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -97,6 +195,15 @@ pub struct Config {
     pub site_root: PathBuf,
     pub body_limit: usize,
     pub shutdown_grace: Duration,
+    pub allowed_origins: Vec<String>,
+    pub secure_cookies: bool,
+    pub session_ttl: Duration,
+    pub login_per_user_per_min: u32,
+    pub login_per_addr_per_min: u32,
+    pub heartbeat: Duration,
+    pub event_log_max_events: u64,
+    pub event_log_max_age: Duration,
+    pub ws_outbox_capacity: usize,
 }
 
 impl From<ServeArgs> for Config {
@@ -109,6 +216,15 @@ impl From<ServeArgs> for Config {
             site_root: args.site_root,
             body_limit: args.body_limit,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            allowed_origins: args.allowed_origins,
+            secure_cookies: args.secure_cookies,
+            session_ttl: Duration::from_secs(args.session_ttl_hours * 3600),
+            login_per_user_per_min: args.login_per_user_per_min,
+            login_per_addr_per_min: args.login_per_addr_per_min,
+            heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            event_log_max_events: args.event_log_max_events.max(1),
+            event_log_max_age: Duration::from_secs(args.event_log_max_age_hours * 3600),
+            ws_outbox_capacity: args.ws_outbox_capacity.max(4),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Everything that exists only on the server (feature `ssr`).
 
+pub mod accounts_cli;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -11,5 +13,6 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod ws_check;
 
 pub use startup::Application;

@@ -1,10 +1,13 @@
 //! Builds the application (store, PEMS, router, listener) and runs it until shutdown.
 
 use super::{
-    config::Config,
-    http, realtime, shutdown,
+    auth::{self, throttle::LoginThrottle},
+    config::{Config, Mode},
+    http,
+    realtime::{self, commands::CommandDesk, hub::Hub},
+    shutdown,
     state::{AppState, PemsEndpoint, StartedAt},
-    store::Store,
+    store::{events::Retention, Store},
     sync::pems::simulator,
 };
 use crate::app::{shell, App};
@@ -30,6 +33,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let store = Store::connect(&config.database_url).await?;
+        if config.mode == Mode::Dev {
+            auth::demo::ensure_demo_users(&store)
+                .await
+                .context("cannot create the demo users")?;
+        }
 
         let pems_url = match &config.pems_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
@@ -53,6 +61,15 @@ impl Application {
             .site_addr(addr)
             .build();
 
+        let retention = Retention {
+            max_events: config.event_log_max_events,
+            max_age_ms: config.event_log_max_age.as_millis() as i64,
+        };
+        let hub = Hub::new(store.clone(), retention, config.ws_outbox_capacity);
+        let login_throttle =
+            LoginThrottle::new(config.login_per_user_per_min, config.login_per_addr_per_min);
+        spawn_housekeeping(hub.clone(), login_throttle.clone(), shutdown.clone());
+
         let state = AppState {
             leptos_options,
             store,
@@ -60,6 +77,9 @@ impl Application {
             started: StartedAt(Instant::now()),
             shutdown,
             pems: PemsEndpoint(pems_url.into()),
+            hub,
+            login_throttle,
+            commands: CommandDesk::default(),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -129,9 +149,16 @@ impl Application {
 fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let body_limit = state.config.body_limit;
+    let api = Router::new()
+        .merge(auth::routes::routes())
+        .merge(realtime::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::csrf::guard,
+        ));
     Router::new()
         .merge(http::routes())
-        .merge(realtime::routes())
+        .merge(api)
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -142,4 +169,20 @@ fn router(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Periodic upkeep: age-based pruning of the event log, forgetting idle throttle keys.
+fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => {
+                    hub.prune_all().await;
+                    throttle.shrink();
+                }
+            }
+        }
+    });
 }

@@ -1,6 +1,6 @@
 //! The one cloneable state every handler draws from.
 
-use super::{config::Config, store::Store};
+use super::{auth::throttle::LoginThrottle, config::Config, realtime::hub::Hub, store::Store};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::{sync::Arc, time::Instant};
@@ -14,6 +14,9 @@ pub struct AppState {
     pub started: StartedAt,
     pub shutdown: CancellationToken,
     pub pems: PemsEndpoint,
+    pub hub: Hub,
+    pub login_throttle: LoginThrottle,
+    pub commands: super::realtime::commands::CommandDesk,
 }
 
 /// When the server started, for `uptimeSeconds`.

@@ -1,19 +1,55 @@
-//! Test helpers: the real server on port 0 with a fresh SQLite file in a temp folder.
+//! Test helpers: the real server on port 0 with a fresh SQLite file in a temp folder, and a
+//! real WebSocket client.
 #![allow(dead_code)]
 
-use pfa_sync::server::{config::Config, Application};
-use std::net::SocketAddr;
+use futures::{SinkExt, StreamExt};
+use pfa_sync::server::{
+    accounts_cli, config::Config, realtime::hub::Hub, store::Store, Application,
+};
+use serde_json::Value;
+use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 use tokio_util::sync::CancellationToken;
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct TestServer {
     pub addr: SocketAddr,
     pub base: String,
     pub shutdown: CancellationToken,
-    pub store: pfa_sync::server::store::Store,
+    pub store: Store,
+    pub hub: Hub,
     pub task: JoinHandle<anyhow::Result<()>>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
+}
+
+/// How a test client authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Cookie(String),
+    Bearer(String),
+}
+
+/// What the next read from a socket gave.
+#[derive(Debug)]
+pub enum Frame {
+    Json(Value),
+    Close(u16, String),
+    /// The connection ended without a close frame (or with an error).
+    Ended,
+}
+
+impl Frame {
+    pub fn json(self) -> Value {
+        match self {
+            Frame::Json(v) => v,
+            other => panic!("expected a JSON frame, got {other:?}"),
+        }
+    }
 }
 
 impl TestServer {
@@ -31,12 +67,14 @@ impl TestServer {
         let addr = app.local_addr();
         let shutdown = app.shutdown_token();
         let store = app.state().store.clone();
+        let hub = app.state().hub.clone();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
             base: format!("http://{addr}"),
             shutdown,
             store,
+            hub,
             task,
             client: reqwest::Client::new(),
             _dir: dir,
@@ -47,7 +85,168 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
-    pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
+    pub fn origin(&self) -> String {
+        self.base.clone()
     }
+
+    /// Creates a user with `ORG:ROLE` memberships directly in the store.
+    pub async fn user(&self, name: &str, members: &[&str]) {
+        let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        accounts_cli::add_user(&self.store, name, "password-123", &members)
+            .await
+            .expect("user created");
+    }
+
+    /// A bearer token for `user` with `scopes`.
+    pub async fn token(&self, user: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        accounts_cli::create_token(&self.store, user, &scopes)
+            .await
+            .expect("token created")
+    }
+
+    /// Signs in through the API and returns the session cookie (`pfa_session=…`).
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self.login_response(username, password).await;
+        assert_eq!(response.status(), 200, "login of {username}");
+        let cookie = response.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    pub async fn login_response(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/auth/login"))
+            .header("origin", self.origin())
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes through the API with a bearer token; returns status and body.
+    pub async fn publish(&self, org: &str, token: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/orgs/{org}/events")))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Opens the org's socket; `Err(status)` when the upgrade is refused over HTTP.
+    pub async fn ws(
+        &self,
+        org: &str,
+        auth: &Auth,
+        since: Option<u64>,
+        origin: Option<&str>,
+    ) -> Result<Socket, u16> {
+        let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
+        let mut request = format!("ws://{}/api/ws/sync/{org}{query}", self.addr)
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        match auth {
+            Auth::None => {}
+            Auth::Cookie(c) => {
+                headers.insert("cookie", c.parse().unwrap());
+            }
+            Auth::Bearer(t) => {
+                headers.insert("authorization", format!("Bearer {t}").parse().unwrap());
+            }
+        }
+        if let Some(origin) = origin {
+            headers.insert("origin", origin.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("connect failed: {e}"),
+        }
+    }
+
+    /// Opens the socket and reads CONNECTED.
+    pub async fn subscribe(&self, org: &str, auth: &Auth, since: Option<u64>) -> (Socket, Value) {
+        let mut socket = self
+            .ws(org, auth, since, None)
+            .await
+            .expect("upgrade accepted");
+        let connected = next(&mut socket).await.json();
+        assert_eq!(connected["type"], "CONNECTED", "{connected}");
+        (socket, connected)
+    }
+}
+
+/// Next text frame (as JSON) or the close, skipping pings/pongs; 5 s at most.
+pub async fn next(socket: &mut Socket) -> Frame {
+    next_within(socket, Duration::from_secs(5))
+        .await
+        .expect("a frame within 5 s")
+}
+
+pub async fn next_within(socket: &mut Socket, wait: Duration) -> Option<Frame> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let message = match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return None,
+            Ok(None) => return Some(Frame::Ended),
+            Ok(Some(Err(_))) => return Some(Frame::Ended),
+            Ok(Some(Ok(m))) => m,
+        };
+        match message {
+            Message::Text(text) => {
+                return Some(Frame::Json(
+                    serde_json::from_str(&text).expect("JSON frame"),
+                ))
+            }
+            Message::Close(Some(frame)) => {
+                return Some(Frame::Close(frame.code.into(), frame.reason.to_string()))
+            }
+            Message::Close(None) => return Some(Frame::Close(1005, String::new())),
+            _ => continue,
+        }
+    }
+}
+
+/// Next sync event (skips HEARTBEAT frames).
+pub async fn next_event(socket: &mut Socket) -> Value {
+    loop {
+        let value = next(socket).await.json();
+        if value["type"] != "HEARTBEAT" {
+            return value;
+        }
+    }
+}
+
+/// Reads until the socket closes; returns the close code (1006 when it just ended).
+pub async fn close_code(socket: &mut Socket) -> u16 {
+    loop {
+        match next_within(socket, Duration::from_secs(15))
+            .await
+            .expect("closes within 15 s")
+        {
+            Frame::Close(code, _) => return code,
+            Frame::Ended => return 1006,
+            Frame::Json(_) => continue,
+        }
+    }
+}
+
+pub async fn send_text(socket: &mut Socket, text: String) {
+    socket.send(Message::Text(text.into())).await.expect("send");
+}
+
+/// A card-shaped event for `job`.
+pub fn event(kind: &str, job: &str) -> Value {
+    let mut e = serde_json::json!({"type": kind, "jobId": job, "message": format!("{kind} {job}")});
+    if kind == "SYNC_PROGRESS" {
+        e["progress"] = 50.into();
+    }
+    e
 }

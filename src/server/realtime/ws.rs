@@ -1,23 +1,41 @@
 //! `GET /api/ws/sync/{orgId}`: the organization's live stream of sync events.
+//!
+//! Order of checks: a plain GET gets 426; a foreign `Origin` gets 403 (no socket at all:
+//! cross-site WebSocket hijacking); then the socket is upgraded and closed with 4401 (not
+//! signed in) or 4403 (not a member) before any event; members get CONNECTED, the replay
+//! asked for with `?since=N`, then live events.
 
-use axum::{
-    extract::{
-        ws::{rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket},
-        Path, WebSocketUpgrade,
+use super::connection::{self, Params};
+use crate::{
+    domain::org::OrgId,
+    protocol::close_codes,
+    server::{
+        auth::{csrf, principal::authenticate},
+        state::AppState,
     },
-    http::StatusCode,
+};
+use axum::{
+    extract::{ws::rejection::WebSocketUpgradeRejection, Path, Query, State, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
+use serde::Deserialize;
 
 /// Text of the 426 answer to a plain GET.
 pub const UPGRADE_REQUIRED: &str = "This is a WebSocket endpoint: connect with a WebSocket client \
 (Upgrade: websocket) to receive the organization's live sync events.\n";
 
-/// Close code: not signed in.
-pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
+#[derive(Debug, Deserialize)]
+pub struct SocketQuery {
+    /// Last seq the client saw; the server replays what came after it.
+    since: Option<String>,
+}
 
 pub async fn sync_socket(
-    Path(_org_id): Path<String>,
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    Query(query): Query<SocketQuery>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
@@ -28,15 +46,64 @@ pub async fn sync_socket(
         )
             .into_response();
     };
-    // No account can sign in yet, so every socket is unauthenticated.
-    upgrade.on_upgrade(|socket| refuse(socket, CLOSE_UNAUTHENTICATED, "sign-in required"))
-}
+    if let Some(origin) = csrf::request_origin(&headers) {
+        if !csrf::origin_allowed(&origin, &headers, &state.config.allowed_origins) {
+            tracing::warn!(origin, "WebSocket from a foreign origin refused");
+            return (
+                StatusCode::FORBIDDEN,
+                format!("origin {origin} is not allowed\n"),
+            )
+                .into_response();
+        }
+    }
+    let since = match query.since.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "since must be a non-negative integer (the last seq seen)\n",
+            )
+                .into_response()
+        }
+    };
+    let principal = match authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // Inbound frames are limited at 64 KiB by the connection (close 1009); the transport
+    // limit above it only protects memory from absurd frames.
+    let upgrade = upgrade
+        .max_message_size(4 * close_codes::MAX_INBOUND_MESSAGE)
+        .max_frame_size(4 * close_codes::MAX_INBOUND_MESSAGE);
 
-async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
+    let Some(principal) = principal else {
+        return upgrade.on_upgrade(|socket| {
+            connection::refuse(socket, close_codes::UNAUTHENTICATED, "sign-in required")
+        });
+    };
+    let role = OrgId::parse(&org)
+        .ok()
+        .and_then(|org| principal.role_in(org.as_str()));
+    let Some(role) = role else {
+        return upgrade.on_upgrade(|socket| {
+            connection::refuse(
+                socket,
+                close_codes::FORBIDDEN,
+                "not a member of this organization",
+            )
+        });
+    };
+    let params = Params {
+        hub: state.hub.clone(),
+        commands: state.commands.clone(),
+        org,
+        username: principal.username.clone(),
+        role,
+        session: principal.session_hash().map(str::to_owned),
+        since,
+        heartbeat: state.config.heartbeat,
+        shutdown: state.shutdown.clone(),
+    };
+    upgrade.on_upgrade(move |socket| connection::serve(socket, params))
 }

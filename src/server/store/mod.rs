@@ -1,6 +1,9 @@
 //! Persistence behind one interface. SQLite (the embedded default) now; PostgreSQL is added
 //! beside it for several server instances. All SQL is parameterized.
 
+pub mod accounts;
+pub mod events;
+
 use anyhow::Context;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},

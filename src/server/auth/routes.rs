@@ -1,0 +1,121 @@
+//! `POST /api/auth/login`, `POST /api/auth/logout`, `GET /api/auth/me`.
+
+use super::{
+    secrets::{new_secret, secret_hash, verify_password},
+    Principal, SESSION_COOKIE,
+};
+use crate::{
+    protocol::auth::{LoginRequest, Me, MembershipSummary, UserSummary},
+    server::{error::AppError, state::AppState},
+};
+use axum::{
+    extract::{rejection::JsonRejection, ConnectInfo, State},
+    http::StatusCode,
+    routing::{get, post},
+    Json, Router,
+};
+use axum_extra::extract::{
+    cookie::{Cookie, SameSite},
+    CookieJar,
+};
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/auth/me", get(me))
+}
+
+pub fn me_of(principal: &Principal) -> Me {
+    Me {
+        user: UserSummary {
+            id: principal.user_id,
+            username: principal.username.clone(),
+        },
+        memberships: principal
+            .memberships
+            .iter()
+            .map(|m| MembershipSummary {
+                organization_id: m.org_id.clone(),
+                code: m.org_code.clone(),
+                name: m.org_name.clone(),
+                role: m.role.as_str().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(username))]
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<(CookieJar, Json<Me>), AppError> {
+    let Json(request) = body?;
+    let username = request.username.trim().to_owned();
+    tracing::Span::current().record("username", username.as_str());
+    if username.is_empty() || username.len() > 64 {
+        return Err(AppError::field("username", "1 to 64 characters"));
+    }
+    if request.password.is_empty() || request.password.len() > 1024 {
+        return Err(AppError::field("password", "1 to 1024 characters"));
+    }
+    state
+        .login_throttle
+        .check(&username, peer.ip())
+        .map_err(|wait| {
+            tracing::warn!(%peer, "login throttled");
+            AppError::TooManyRequests(wait)
+        })?;
+
+    let user = state.store.user_by_name(&username).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    if !verify_password(request.password, hash).await {
+        tracing::info!(%peer, "login failed");
+        return Err(AppError::InvalidCredentials);
+    }
+    let user = user.expect("verified users exist");
+
+    let session = new_secret("");
+    let ttl = state.config.session_ttl;
+    let expires =
+        chrono::Utc::now() + chrono::Duration::from_std(ttl).map_err(anyhow::Error::new)?;
+    state
+        .store
+        .create_session(&secret_hash(&session), user.id, expires)
+        .await?;
+    let cookie = Cookie::build((SESSION_COOKIE, session))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.secure_cookies)
+        .path("/")
+        .max_age(time::Duration::seconds(ttl.as_secs() as i64));
+    let principal = super::principal::Principal {
+        user_id: user.id,
+        username: user.username,
+        memberships: state.store.memberships(user.id).await?,
+        via: super::AuthVia::Token { scopes: vec![] },
+    };
+    tracing::info!(%peer, "signed in");
+    Ok((jar.add(cookie), Json(me_of(&principal))))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    principal: Option<Principal>,
+    jar: CookieJar,
+) -> Result<(CookieJar, StatusCode), AppError> {
+    if let Some(id_hash) = principal.as_ref().and_then(|p| p.session_hash()) {
+        state.store.revoke_session(id_hash).await?;
+        let closed = state.hub.disconnect_session(id_hash);
+        tracing::info!(user = %principal.as_ref().map(|p| p.username.as_str()).unwrap_or(""), closed, "signed out");
+    }
+    let removal = Cookie::build((SESSION_COOKIE, "")).path("/");
+    Ok((jar.remove(removal), StatusCode::NO_CONTENT))
+}
+
+async fn me(principal: Principal) -> Json<Me> {
+    Json(me_of(&principal))
+}

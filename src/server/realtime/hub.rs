@@ -1,0 +1,314 @@
+//! The per-organization hub: one publish assigns the next `seq`, appends the event to the
+//! persisted log, serializes it once and fans it out to every subscriber's outbox without
+//! waiting for any of them. The publish/subscribe seam for a multi-instance backend is here.
+
+use super::outbox::{Frame, Outbox, Pushed};
+use crate::{
+    protocol::events::SyncEvent,
+    server::store::{events::Retention, Store},
+};
+use anyhow::Context;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+/// Publishes between two prunes of an organization's log.
+const PRUNE_EVERY: u32 = 256;
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    retention: Retention,
+    outbox_capacity: usize,
+    orgs: Mutex<HashMap<String, Arc<OrgChannel>>>,
+    connections: Mutex<HashMap<u64, ConnectionEntry>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct OrgChannel {
+    /// Held across "assign seq, append, fan out" so every subscriber sees the log's order.
+    /// `None` until the head has been read from the store.
+    head: tokio::sync::Mutex<Option<u64>>,
+    subscribers: Mutex<HashMap<u64, Arc<Outbox>>>,
+    since_prune: AtomicU64,
+    /// Latest published seq, readable without waiting for a publish in progress.
+    latest: AtomicU64,
+}
+
+struct ConnectionEntry {
+    session: Option<String>,
+    outbox: Arc<Outbox>,
+}
+
+/// A live subscription; dropping it unsubscribes.
+pub struct Subscription {
+    pub id: u64,
+    /// The organization's latest seq when the subscription started: the live stream continues
+    /// after it, a replay covers what comes up to it.
+    pub head: u64,
+    pub outbox: Arc<Outbox>,
+    org: String,
+    hub: Hub,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(channel) = self.hub.channel_if_exists(&self.org) {
+            channel
+                .subscribers
+                .lock()
+                .expect("subscribers lock")
+                .remove(&self.id);
+        }
+        self.hub
+            .inner
+            .connections
+            .lock()
+            .expect("connections lock")
+            .remove(&self.id);
+    }
+}
+
+/// What a reconnecting client with `since` gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayPlan {
+    /// Nothing missed.
+    UpToDate,
+    /// Events `since < seq <= head` are all in the log.
+    Replay,
+    /// Part of the gap is no longer kept (or `since` is from another log).
+    ResyncRequired { oldest_seq: u64 },
+}
+
+impl Hub {
+    pub fn new(store: Store, retention: Retention, outbox_capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                retention,
+                outbox_capacity,
+                orgs: Mutex::default(),
+                connections: Mutex::default(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn channel(&self, org: &str) -> Arc<OrgChannel> {
+        let mut orgs = self.inner.orgs.lock().expect("orgs lock");
+        orgs.entry(org.to_owned()).or_default().clone()
+    }
+
+    fn channel_if_exists(&self, org: &str) -> Option<Arc<OrgChannel>> {
+        self.inner.orgs.lock().expect("orgs lock").get(org).cloned()
+    }
+
+    async fn load_head(&self, org: &str, slot: &mut Option<u64>) -> anyhow::Result<u64> {
+        if let Some(head) = *slot {
+            return Ok(head);
+        }
+        let head = self.inner.store.latest_seq(org).await?;
+        *slot = Some(head);
+        if let Some(channel) = self.channel_if_exists(org) {
+            channel.latest.fetch_max(head, Ordering::Relaxed);
+        }
+        Ok(head)
+    }
+
+    /// Publishes `event` to `org`: assigns `seq` and `organizationId`, logs it, fans it out.
+    /// Returns the event as sent.
+    #[tracing::instrument(skip(self, event), fields(kind = event.kind.as_str(), job = %event.job_id))]
+    pub async fn publish(&self, org: &str, mut event: SyncEvent) -> anyhow::Result<SyncEvent> {
+        let channel = self.channel(org);
+        let mut head_slot = channel.head.lock().await;
+        let head = self.load_head(org, &mut head_slot).await?;
+        let seq = head + 1;
+        event.seq = Some(seq);
+        event.organization_id = Some(org.to_owned());
+        let text = serde_json::to_string(&event).context("serialize event")?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.inner
+            .store
+            .append_event(org, seq, event.kind.as_str(), &event.job_id, &text, now_ms)
+            .await
+            .context("append to the event log")?;
+        *head_slot = Some(seq);
+        channel.latest.store(seq, Ordering::Relaxed);
+
+        let frame = Frame {
+            seq,
+            job_id: event.job_id.as_str().into(),
+            coalescible: event.kind.is_coalescible(),
+            text: text.into(),
+        };
+        let subscribers: Vec<(u64, Arc<Outbox>)> = channel
+            .subscribers
+            .lock()
+            .expect("subscribers lock")
+            .iter()
+            .map(|(id, o)| (*id, o.clone()))
+            .collect();
+        for (id, outbox) in subscribers {
+            if outbox.push(frame.clone()) == Pushed::Overflowed {
+                tracing::warn!(
+                    connection = id,
+                    org,
+                    "subscriber too slow; closing with 4008"
+                );
+            }
+        }
+        drop(head_slot);
+
+        if channel.since_prune.fetch_add(1, Ordering::Relaxed) + 1 >= u64::from(PRUNE_EVERY) {
+            channel.since_prune.store(0, Ordering::Relaxed);
+            let (hub, org) = (self.clone(), org.to_owned());
+            tokio::spawn(async move { hub.prune(&org, seq).await });
+        }
+        Ok(event)
+    }
+
+    async fn prune(&self, org: &str, head: u64) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match self
+            .inner
+            .store
+            .prune_events(org, head, self.inner.retention, now_ms)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(org, removed = n, "event log pruned"),
+            Err(e) => tracing::warn!(org, "event log prune failed: {e:#}"),
+        }
+    }
+
+    /// Prunes every organization seen since start (the periodic age-based sweep).
+    pub async fn prune_all(&self) {
+        let orgs: Vec<(String, Arc<OrgChannel>)> = self
+            .inner
+            .orgs
+            .lock()
+            .expect("orgs lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (org, channel) in orgs {
+            let head = *channel.head.lock().await;
+            if let Some(head) = head {
+                self.prune(&org, head).await;
+            }
+        }
+    }
+
+    /// Subscribes a new connection; events published after `head` go to its outbox.
+    pub async fn subscribe(
+        &self,
+        org: &str,
+        session: Option<String>,
+    ) -> anyhow::Result<Subscription> {
+        let channel = self.channel(org);
+        let mut head_slot = channel.head.lock().await;
+        let head = self.load_head(org, &mut head_slot).await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(self.inner.outbox_capacity));
+        channel
+            .subscribers
+            .lock()
+            .expect("subscribers lock")
+            .insert(id, outbox.clone());
+        drop(head_slot);
+        self.inner
+            .connections
+            .lock()
+            .expect("connections lock")
+            .insert(
+                id,
+                ConnectionEntry {
+                    session,
+                    outbox: outbox.clone(),
+                },
+            );
+        Ok(Subscription {
+            id,
+            head,
+            outbox,
+            org: org.to_owned(),
+            hub: self.clone(),
+        })
+    }
+
+    /// Decides how to serve a client that last saw `since` when the org's head is `head`.
+    pub async fn replay_plan(
+        &self,
+        org: &str,
+        since: u64,
+        head: u64,
+    ) -> anyhow::Result<ReplayPlan> {
+        if since == head {
+            return Ok(ReplayPlan::UpToDate);
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let oldest = self
+            .inner
+            .store
+            .oldest_retained_seq(org, head, self.inner.retention, now_ms)
+            .await?;
+        Ok(match oldest {
+            Some(oldest) if since < head && since + 1 >= oldest => ReplayPlan::Replay,
+            oldest => ReplayPlan::ResyncRequired {
+                oldest_seq: oldest.unwrap_or(0),
+            },
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Closes every socket of a signed-out session with 4401; returns how many.
+    pub fn disconnect_session(&self, id_hash: &str) -> usize {
+        let connections = self.inner.connections.lock().expect("connections lock");
+        let mut closed = 0;
+        for entry in connections
+            .values()
+            .filter(|c| c.session.as_deref() == Some(id_hash))
+        {
+            entry
+                .outbox
+                .close(crate::protocol::close_codes::UNAUTHENTICATED, "signed out");
+            closed += 1;
+        }
+        closed
+    }
+
+    /// The organization's latest published seq as far as this process knows (0 before any).
+    pub fn latest_seq(&self, org: &str) -> u64 {
+        self.channel_if_exists(org)
+            .map(|c| c.latest.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Live subscribers of an organization.
+    pub fn subscriber_count(&self, org: &str) -> usize {
+        self.channel_if_exists(org)
+            .map(|c| c.subscribers.lock().expect("subscribers lock").len())
+            .unwrap_or(0)
+    }
+
+    /// Live subscribers of every organization.
+    pub fn connection_count(&self) -> usize {
+        self.inner
+            .connections
+            .lock()
+            .expect("connections lock")
+            .len()
+    }
+}

@@ -1,0 +1,320 @@
+//! Accounts, sessions, tokens, CSRF and throttling, against the real server.
+
+mod common;
+
+use common::{close_code, Auth, TestServer};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn sign_in_sets_an_http_only_lax_cookie_and_me_lists_the_memberships() {
+    let server = TestServer::spawn().await;
+    let response = server.login_response("planner", "pfa-demo").await;
+    assert_eq!(response.status(), 200);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.starts_with("pfa_session="));
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let me: Value = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["username"], "planner");
+    let orgs: Vec<(&str, &str)> = me["memberships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["organizationId"].as_str().unwrap(),
+                m["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        orgs,
+        vec![("org-portarthur", "planner"), ("org-rio", "planner")]
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_users_get_the_same_401() {
+    let server = TestServer::spawn().await;
+    let wrong = server.login_response("planner", "nope").await;
+    let unknown = server.login_response("nobody", "nope").await;
+    assert_eq!(
+        (wrong.status().as_u16(), unknown.status().as_u16()),
+        (401, 401)
+    );
+    let (a, b): (Value, Value) = (wrong.json().await.unwrap(), unknown.json().await.unwrap());
+    assert_eq!(a, b);
+    let me = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+}
+
+#[tokio::test]
+async fn bad_login_bodies_are_refused_with_a_message() {
+    let server = TestServer::spawn().await;
+    let response = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"username\": 5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["fields"]["body"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn login_brute_force_is_throttled_per_user() {
+    let server = TestServer::spawn_with(|c| c.login_per_user_per_min = 5).await;
+    for _ in 0..5 {
+        assert_eq!(server.login_response("admin", "guess").await.status(), 401);
+    }
+    let throttled = server.login_response("admin", "pfa-demo").await;
+    assert_eq!(throttled.status(), 429, "even the right password waits");
+    assert!(
+        throttled.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        server.login_response("viewer", "pfa-demo").await.status(),
+        200,
+        "other users are not locked out"
+    );
+}
+
+#[tokio::test]
+async fn login_spraying_is_throttled_per_address() {
+    let server = TestServer::spawn_with(|c| c.login_per_addr_per_min = 3).await;
+    for user in ["a1", "a2", "a3"] {
+        assert_eq!(server.login_response(user, "guess").await.status(), 401);
+    }
+    assert_eq!(server.login_response("a4", "guess").await.status(), 429);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session_for_open_sockets_too() {
+    let server = TestServer::spawn().await;
+    let cookie = server.login("viewer", "pfa-demo").await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Cookie(cookie.clone()), None)
+        .await;
+    let other_cookie = server.login("viewer", "pfa-demo").await;
+    let (mut other, _) = server
+        .subscribe("org-rio", &Auth::Cookie(other_cookie.clone()), None)
+        .await;
+
+    let response = server
+        .client
+        .post(server.url("/api/auth/logout"))
+        .header("cookie", &cookie)
+        .header("origin", server.origin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(close_code(&mut socket).await, 4401);
+    let me = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let mut again = server
+        .ws("org-rio", &Auth::Cookie(cookie), None, None)
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut again).await, 4401);
+
+    // Another session of the same user is untouched.
+    let token = server.token("admin", &[]).await;
+    server
+        .publish("org-rio", &token, &common::event("SYNC_SUCCESS", "j"))
+        .await;
+    assert_eq!(common::next_event(&mut other).await["jobId"], "j");
+}
+
+#[tokio::test]
+async fn state_changing_requests_with_a_session_need_an_allowed_origin() {
+    let server = TestServer::spawn().await;
+    let cookie = server.login("admin", "pfa-demo").await;
+    let post = |origin: Option<&'static str>| {
+        let mut request = server
+            .client
+            .post(server.url("/api/orgs/org-rio/events"))
+            .header("cookie", &cookie)
+            .json(&common::event("SYNC_SUCCESS", "csrf"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    assert_eq!(
+        post(Some("http://evil.example")).await.unwrap().status(),
+        403
+    );
+    assert_eq!(post(None).await.unwrap().status(), 403);
+    let own = server
+        .client
+        .post(server.url("/api/orgs/org-rio/events"))
+        .header("cookie", &cookie)
+        .header("origin", server.origin())
+        .json(&common::event("SYNC_SUCCESS", "csrf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 202);
+    let forged_login = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("origin", "http://evil.example")
+        .json(&json!({"username": "admin", "password": "pfa-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_login.status(), 403);
+}
+
+#[tokio::test]
+async fn bearer_tokens_act_with_the_users_memberships() {
+    let server = TestServer::spawn().await;
+    let token = server.token("editor", &[]).await;
+    let me: Value = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["username"], "editor");
+    assert_eq!(me["memberships"][0]["role"], "editor");
+    let bad = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .bearer_auth("pfa_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+}
+
+#[tokio::test]
+async fn prod_mode_has_no_demo_users() {
+    let server = TestServer::spawn_with(|c| c.mode = pfa_sync::server::config::Mode::Prod).await;
+    assert_eq!(server.store.user_count().await.unwrap(), 0);
+    assert_eq!(
+        server.login_response("admin", "pfa-demo").await.status(),
+        401
+    );
+}
+
+#[test]
+fn the_cli_creates_users_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/cli.db", dir.path().display());
+    let bin = env!("CARGO_BIN_EXE_pfa-sync");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    let added = run(&[
+        "user",
+        "add",
+        "ana",
+        "--password",
+        "secret-123",
+        "--member",
+        "org-rio:planner",
+        "--member",
+        "org-portarthur:viewer",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let again = run(&[
+        "user",
+        "add",
+        "ana",
+        "--password",
+        "secret-123",
+        "--member",
+        "org-rio:planner",
+        "--database-url",
+        &db,
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad_role = run(&[
+        "user",
+        "add",
+        "bo",
+        "--password",
+        "secret-123",
+        "--member",
+        "org-rio:owner",
+        "--database-url",
+        &db,
+    ]);
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("viewer, editor, planner or admin"));
+
+    let token = run(&[
+        "token",
+        "create",
+        "--user",
+        "ana",
+        "--scope",
+        "publish",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout).unwrap();
+    assert!(
+        token.trim().starts_with("pfa_") && token.trim().lines().count() == 1,
+        "{token}"
+    );
+    let missing = run(&["token", "create", "--user", "nobody", "--database-url", &db]);
+    assert!(!missing.status.success());
+}
