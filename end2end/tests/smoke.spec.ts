@@ -27,8 +27,12 @@ test('the wasm bundle is served compressed', async ({ request }) => {
   }
 });
 
-test('unknown pages render a 404 page', async ({ page }) => {
+test('unknown pages render a 404 page', async ({ page, consoleErrors }) => {
   const response = await page.goto('/no/such/page');
   expect(response?.status()).toBe(404);
   await expect(page.getByTestId('not-found')).toBeVisible();
+  await waitForHydration(page);
+  // The browser reports the 404 document itself; nothing else may fail.
+  expect(consoleErrors).toEqual([expect.stringContaining('404 (Not Found)')]);
+  consoleErrors.length = 0;
 });
