@@ -2,4 +2,6 @@
 //! Pure: no I/O, no framework types. Parsed and validated at the edge of the server.
 
 pub mod org;
+pub mod pfa;
 pub mod role;
+pub mod sync;

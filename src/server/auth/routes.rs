@@ -6,7 +6,7 @@ use super::{
 };
 use crate::{
     protocol::auth::{LoginRequest, Me, MembershipSummary, UserSummary},
-    server::{error::AppError, state::AppState},
+    server::{error::AppError, state::AppState, store::accounts::Membership},
 };
 use axum::{
     extract::{rejection::JsonRejection, ConnectInfo, State},
@@ -28,13 +28,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 pub fn me_of(principal: &Principal) -> Me {
+    me_from(principal.user_id, &principal.username, &principal.memberships)
+}
+
+fn me_from(user_id: i64, username: &str, memberships: &[Membership]) -> Me {
     Me {
-        user: UserSummary {
-            id: principal.user_id,
-            username: principal.username.clone(),
-        },
-        memberships: principal
-            .memberships
+        user: UserSummary { id: user_id, username: username.to_owned() },
+        memberships: memberships
             .iter()
             .map(|m| MembershipSummary {
                 organization_id: m.org_id.clone(),
@@ -92,14 +92,9 @@ async fn login(
         .secure(state.config.secure_cookies)
         .path("/")
         .max_age(time::Duration::seconds(ttl.as_secs() as i64));
-    let principal = super::principal::Principal {
-        user_id: user.id,
-        username: user.username,
-        memberships: state.store.memberships(user.id).await?,
-        via: super::AuthVia::Token { scopes: vec![] },
-    };
+    let memberships = state.store.memberships(user.id).await?;
     tracing::info!(%peer, "signed in");
-    Ok((jar.add(cookie), Json(me_of(&principal))))
+    Ok((jar.add(cookie), Json(me_from(user.id, &user.username, &memberships))))
 }
 
 async fn logout(

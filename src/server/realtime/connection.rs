@@ -264,6 +264,17 @@ async fn replay(out: &mut Sender, p: &Params, since: u64, head: u64) -> Result<(
                     .events_between(&p.org, after, head, REPLAY_PAGE)
                     .await
                     .map_err(|e| tracing::error!("replay read failed: {e:#}"))?;
+                // Pruned between the plan and this read: the gap can no longer be filled.
+                if page.first().map(|e| e.seq) != Some(after + 1) {
+                    return out
+                        .control(&ControlFrame::ResyncRequired {
+                            since: after,
+                            oldest_seq: page.first().map(|e| e.seq).unwrap_or(0),
+                            seq: head,
+                            message: format!("events after {after} were pruned during the replay; refetch, then continue from {head}"),
+                        })
+                        .await;
+                }
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for event in page {
