@@ -125,12 +125,17 @@ const MAX_MONEY: f64 = 1.0e12;
 fn parse_value(field: EditableField, value: &Value) -> Result<Value, String> {
     use EditableField as F;
     match field {
-        F::ForecastStart | F::ForecastEnd => match value.as_str().map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d")) {
+        F::ForecastStart | F::ForecastEnd => match value
+            .as_str()
+            .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d"))
+        {
             Some(Ok(d)) => Ok(Value::String(d.format("%Y-%m-%d").to_string())),
             _ => Err("must be a date YYYY-MM-DD".into()),
         },
         F::ForecastCategory | F::Category | F::Equipment => match value.as_str().map(str::trim) {
-            Some(s) if !s.is_empty() && s.chars().count() <= MAX_TEXT => Ok(Value::String(s.to_owned())),
+            Some(s) if !s.is_empty() && s.chars().count() <= MAX_TEXT => {
+                Ok(Value::String(s.to_owned()))
+            }
             Some(_) => Err(format!("must be 1 to {MAX_TEXT} characters")),
             None => Err("must be a string".into()),
         },
@@ -151,7 +156,9 @@ fn parse_value(field: EditableField, value: &Value) -> Result<Value, String> {
             Value::Null => Ok(Value::Null),
             Value::Number(n) => match n.as_f64() {
                 Some(x) if x < 0.0 => Err("must not be negative".into()),
-                Some(x) if x.is_finite() && x <= MAX_MONEY => Ok(Value::from((x * 100.0).round() / 100.0)),
+                Some(x) if x.is_finite() && x <= MAX_MONEY => {
+                    Ok(Value::from((x * 100.0).round() / 100.0))
+                }
                 _ => Err("must be a number".into()),
             },
             _ => Err("must be a number or null".into()),
@@ -204,7 +211,10 @@ impl Delta {
 
     /// The delta as a JSON object.
     pub fn to_json(&self) -> Map<String, Value> {
-        self.0.iter().map(|(f, v)| (f.as_str().to_owned(), v.clone())).collect()
+        self.0
+            .iter()
+            .map(|(f, v)| (f.as_str().to_owned(), v.clone()))
+            .collect()
     }
 
     /// The record with the delta applied, checked against the domain rules.
@@ -215,22 +225,34 @@ impl Delta {
         }
         let mut errors = FieldErrors::new();
         if next.forecast_end < next.forecast_start {
-            errors.insert("forecastEnd".into(), "must not be before forecastStart".into());
+            errors.insert(
+                "forecastEnd".into(),
+                "must not be before forecastStart".into(),
+            );
         }
         match next.source {
             Source::Rental if next.monthly_rate.is_none() => {
                 errors.insert("monthlyRate".into(), "a Rental needs a monthly rate".into());
             }
             Source::Purchase if next.purchase_price.is_none() => {
-                errors.insert("purchasePrice".into(), "a Purchase needs a purchase price".into());
+                errors.insert(
+                    "purchasePrice".into(),
+                    "a Purchase needs a purchase price".into(),
+                );
             }
             _ => {}
         }
         if record.is_actualized && next.source != record.source {
-            errors.insert("source".into(), "an actualized record cannot change its source".into());
+            errors.insert(
+                "source".into(),
+                "an actualized record cannot change its source".into(),
+            );
         }
         if record.is_discontinued && !next.is_discontinued {
-            errors.insert("isDiscontinued".into(), "a discontinued record cannot be reactivated".into());
+            errors.insert(
+                "isDiscontinued".into(),
+                "a discontinued record cannot be reactivated".into(),
+            );
         }
         if errors.is_empty() {
             Ok(next)
@@ -266,19 +288,28 @@ impl PfaRecord {
         use EditableField as F;
         let value = parse_value(field, value)?;
         let text = || value.as_str().unwrap_or_default().to_owned();
-        let date = || NaiveDate::parse_from_str(value.as_str().unwrap_or_default(), "%Y-%m-%d").map_err(|e| e.to_string());
+        let date = || {
+            NaiveDate::parse_from_str(value.as_str().unwrap_or_default(), "%Y-%m-%d")
+                .map_err(|e| e.to_string())
+        };
         match field {
             F::ForecastStart => self.forecast_start = date()?,
             F::ForecastEnd => self.forecast_end = date()?,
             F::ForecastCategory => self.forecast_category = text(),
             F::Category => self.category = text(),
-            F::Source => self.source = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
-            F::Dor => self.dor = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?,
+            F::Source => {
+                self.source = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?
+            }
+            F::Dor => {
+                self.dor = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?
+            }
             F::MonthlyRate => self.monthly_rate = value.as_f64(),
             F::PurchasePrice => self.purchase_price = value.as_f64(),
             F::Equipment => self.equipment = text(),
             F::IsDiscontinued => self.is_discontinued = value.as_bool().unwrap_or_default(),
-            F::IsFundsTransferable => self.is_funds_transferable = value.as_bool().unwrap_or_default(),
+            F::IsFundsTransferable => {
+                self.is_funds_transferable = value.as_bool().unwrap_or_default()
+            }
             F::Notes => self.notes = text(),
         }
         Ok(())
@@ -341,7 +372,10 @@ pub(crate) mod tests {
 
     #[test]
     fn a_valid_delta_applies() {
-        let d = delta(json!({"forecastStart": "2026-02-01", "monthlyRate": 40000.456, "notes": "moved"})).unwrap();
+        let d = delta(
+            json!({"forecastStart": "2026-02-01", "monthlyRate": 40000.456, "notes": "moved"}),
+        )
+        .unwrap();
         let next = d.apply(&sample()).unwrap();
         assert_eq!(next.forecast_start.to_string(), "2026-02-01");
         assert_eq!(next.monthly_rate, Some(40000.46));
@@ -350,9 +384,18 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_fields_wrong_types_and_negative_rates_are_reported_together() {
-        let errors = delta(json!({"pfaId": "X", "forecastStart": 5, "monthlyRate": -1, "source": "Lease",
-                                  "isDiscontinued": "yes"})).unwrap_err();
-        for f in ["pfaId", "forecastStart", "monthlyRate", "source", "isDiscontinued"] {
+        let errors = delta(
+            json!({"pfaId": "X", "forecastStart": 5, "monthlyRate": -1, "source": "Lease",
+                                  "isDiscontinued": "yes"}),
+        )
+        .unwrap_err();
+        for f in [
+            "pfaId",
+            "forecastStart",
+            "monthlyRate",
+            "source",
+            "isDiscontinued",
+        ] {
             assert!(errors.contains_key(f), "{f}: {errors:?}");
         }
         assert!(delta(json!({})).unwrap_err().contains_key("changes"));
@@ -361,17 +404,29 @@ pub(crate) mod tests {
     #[test]
     fn domain_rules_are_checked_against_the_record() {
         let end_before_start = delta(json!({"forecastEnd": "2025-01-01"})).unwrap();
-        assert!(end_before_start.apply(&sample()).unwrap_err().contains_key("forecastEnd"));
+        assert!(end_before_start
+            .apply(&sample())
+            .unwrap_err()
+            .contains_key("forecastEnd"));
         let purchase_without_price = delta(json!({"source": "Purchase"})).unwrap();
-        assert!(purchase_without_price.apply(&sample()).unwrap_err().contains_key("purchasePrice"));
+        assert!(purchase_without_price
+            .apply(&sample())
+            .unwrap_err()
+            .contains_key("purchasePrice"));
         let mut actualized = sample();
         actualized.is_actualized = true;
         let to_purchase = delta(json!({"source": "Purchase", "purchasePrice": 10})).unwrap();
-        assert!(to_purchase.apply(&actualized).unwrap_err().contains_key("source"));
+        assert!(to_purchase
+            .apply(&actualized)
+            .unwrap_err()
+            .contains_key("source"));
         let mut discontinued = sample();
         discontinued.is_discontinued = true;
         let reactivate = delta(json!({"isDiscontinued": false})).unwrap();
-        assert!(reactivate.apply(&discontinued).unwrap_err().contains_key("isDiscontinued"));
+        assert!(reactivate
+            .apply(&discontinued)
+            .unwrap_err()
+            .contains_key("isDiscontinued"));
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl JobStatus {
 
     /// Finished: nothing runs until a retry.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::CompletedWithConflicts | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Completed | Self::CompletedWithConflicts | Self::Failed | Self::Cancelled
+        )
     }
 
     /// The status after `command`, or why the command does not apply.
@@ -60,7 +63,11 @@ impl JobStatus {
             (C::Cancel, S::Queued | S::Running | S::Paused) => Ok(S::Cancelled),
             (C::Cancel, S::Cancelled) => Ok(S::Cancelled),
             (C::Retry, S::Failed | S::CompletedWithConflicts | S::Cancelled) => Ok(S::Running),
-            (command, status) => Err(format!("cannot {} a {} job", command.verb(), status.as_str())),
+            (command, status) => Err(format!(
+                "cannot {} a {} job",
+                command.verb(),
+                status.as_str()
+            )),
         }
     }
 
@@ -120,9 +127,16 @@ impl ItemStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::InFlight, Self::Synced, Self::Conflict, Self::Failed, Self::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            Self::Pending,
+            Self::InFlight,
+            Self::Synced,
+            Self::Conflict,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 
@@ -172,13 +186,19 @@ mod tests {
         assert!(Completed.after(Pause).is_err());
         assert!(Completed.after(Retry).is_err());
         assert!(Running.after(Retry).is_err());
-        assert!(Cancelled.after(Resume).unwrap_err().contains("cannot resume a cancelled job"));
+        assert!(Cancelled
+            .after(Resume)
+            .unwrap_err()
+            .contains("cannot resume a cancelled job"));
     }
 
     #[test]
     fn a_finished_job_reports_failures_before_conflicts() {
         assert_eq!(JobStatus::finished(5, 0, 0), JobStatus::Completed);
-        assert_eq!(JobStatus::finished(4, 1, 0), JobStatus::CompletedWithConflicts);
+        assert_eq!(
+            JobStatus::finished(4, 1, 0),
+            JobStatus::CompletedWithConflicts
+        );
         assert_eq!(JobStatus::finished(3, 1, 1), JobStatus::Failed);
     }
 

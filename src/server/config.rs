@@ -176,6 +176,34 @@ pub struct ServeArgs {
     /// client is closed with 4008.
     #[arg(long, env = "PFA_SYNC_WS_OUTBOX_CAPACITY", default_value_t = 256)]
     pub ws_outbox_capacity: usize,
+
+    /// In dev mode, do not load the demo PFA records (the demo users are still created).
+    #[arg(long, env = "PFA_SYNC_NO_DEMO_DATA")]
+    pub no_demo_data: bool,
+
+    /// PEMS requests in flight at once per organization.
+    #[arg(long, env = "PFA_SYNC_SYNC_CONCURRENCY", default_value_t = 4)]
+    pub sync_concurrency: usize,
+
+    /// PEMS requests per second per organization.
+    #[arg(long, env = "PFA_SYNC_PEMS_RATE", default_value_t = 50)]
+    pub pems_rate: u32,
+
+    /// Attempts per record before a retryable PEMS error fails it.
+    #[arg(long, env = "PFA_SYNC_SYNC_MAX_ATTEMPTS", default_value_t = 3)]
+    pub sync_max_attempts: u32,
+
+    /// First retry delay in milliseconds (doubles per attempt, full jitter).
+    #[arg(long, env = "PFA_SYNC_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+
+    /// Longest retry delay in milliseconds.
+    #[arg(long, env = "PFA_SYNC_RETRY_CAP_MS", default_value_t = 30_000)]
+    pub retry_cap_ms: u64,
+
+    /// Timeout of one PEMS request in milliseconds.
+    #[arg(long, env = "PFA_SYNC_PEMS_TIMEOUT_MS", default_value_t = 5000)]
+    pub pems_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -204,6 +232,10 @@ pub struct Config {
     pub event_log_max_events: u64,
     pub event_log_max_age: Duration,
     pub ws_outbox_capacity: usize,
+    pub sync: crate::server::sync::engine::EngineSettings,
+    pub pems_timeout: Duration,
+    /// Load the demo records in dev mode.
+    pub demo_data: bool,
 }
 
 impl From<ServeArgs> for Config {
@@ -225,6 +257,16 @@ impl From<ServeArgs> for Config {
             event_log_max_events: args.event_log_max_events.max(1),
             event_log_max_age: Duration::from_secs(args.event_log_max_age_hours * 3600),
             ws_outbox_capacity: args.ws_outbox_capacity.max(4),
+            sync: crate::server::sync::engine::EngineSettings {
+                concurrency_per_org: args.sync_concurrency.max(1),
+                rate_per_org: args.pems_rate.max(1),
+                max_attempts: args.sync_max_attempts.max(1),
+                retry_base: Duration::from_millis(args.retry_base_ms),
+                retry_cap: Duration::from_millis(args.retry_cap_ms.max(args.retry_base_ms)),
+                progress_interval: Duration::from_millis(100),
+            },
+            pems_timeout: Duration::from_millis(args.pems_timeout_ms.max(1)),
+            demo_data: !args.no_demo_data,
         }
     }
 }
@@ -237,6 +279,7 @@ impl Config {
             addr: "127.0.0.1:0".parse().expect("literal address"),
             database_url: database_url.into(),
             mode: Mode::Dev,
+            demo_data: false,
             ..Self::from(args)
         }
     }

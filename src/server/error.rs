@@ -22,6 +22,9 @@ pub enum AppError {
     /// Also used for organizations the caller is not a member of (no existence leak).
     #[error("not found")]
     NotFound,
+    /// The request collides with the current state (e.g. a conflict already resolved).
+    #[error("{0}")]
+    Conflict(String),
     /// Per-field messages, answered with 422.
     #[error("the request has invalid fields")]
     Validation(Map<String, Value>),
@@ -46,6 +49,7 @@ impl AppError {
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),

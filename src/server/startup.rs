@@ -8,7 +8,10 @@ use super::{
     shutdown,
     state::{AppState, PemsEndpoint, StartedAt},
     store::{events::Retention, Store},
-    sync::pems::simulator,
+    sync::{
+        engine::Engine,
+        pems::{client::PemsClient, simulator},
+    },
 };
 use crate::app::{shell, App};
 use anyhow::Context;
@@ -37,6 +40,11 @@ impl Application {
             auth::demo::ensure_demo_users(&store)
                 .await
                 .context("cannot create the demo users")?;
+            if config.demo_data {
+                seed_demo_records(&store)
+                    .await
+                    .context("cannot load the demo records")?;
+            }
         }
 
         let pems_url = match &config.pems_url {
@@ -69,6 +77,15 @@ impl Application {
         let login_throttle =
             LoginThrottle::new(config.login_per_user_per_min, config.login_per_addr_per_min);
         spawn_housekeeping(hub.clone(), login_throttle.clone(), shutdown.clone());
+        let pems_client = PemsClient::new(&pems_url, config.pems_timeout)?;
+        let engine = Engine::new(
+            store.clone(),
+            hub.clone(),
+            pems_client,
+            config.sync.clone(),
+            shutdown.clone(),
+        );
+        engine.recover().await.context("cannot resume sync jobs")?;
 
         let state = AppState {
             leptos_options,
@@ -80,6 +97,7 @@ impl Application {
             hub,
             login_throttle,
             commands: CommandDesk::default(),
+            engine,
         };
         let router = router(state.clone());
         Ok(Self {
@@ -151,6 +169,7 @@ fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     let api = Router::new()
         .merge(auth::routes::routes())
+        .merge(http::api_routes())
         .merge(realtime::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -185,4 +204,19 @@ fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationT
             }
         }
     });
+}
+
+/// Loads the deterministic demo records of each organization that has none yet.
+async fn seed_demo_records(store: &Store) -> anyhow::Result<()> {
+    for org in ["org-rio", "org-portarthur"] {
+        if store.record_count(org).await? == 0 {
+            let records = crate::domain::demo_data::demo_records(
+                org,
+                crate::domain::demo_data::demo_count(org),
+            );
+            let inserted = store.seed_records(&records).await?;
+            tracing::info!(org, inserted, "demo records loaded");
+        }
+    }
+    Ok(())
 }

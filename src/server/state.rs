@@ -17,6 +17,7 @@ pub struct AppState {
     pub hub: Hub,
     pub login_throttle: LoginThrottle,
     pub commands: super::realtime::commands::CommandDesk,
+    pub engine: super::sync::engine::Engine,
 }
 
 /// When the server started, for `uptimeSeconds`.

@@ -23,6 +23,8 @@ pub struct TestServer {
     pub hub: Hub,
     pub task: JoinHandle<anyhow::Result<()>>,
     pub client: reqwest::Client,
+    /// Base URL of the PEMS the server writes to (the in-process simulator by default).
+    pub pems: String,
     _dir: tempfile::TempDir,
 }
 
@@ -68,6 +70,7 @@ impl TestServer {
         let shutdown = app.shutdown_token();
         let store = app.state().store.clone();
         let hub = app.state().hub.clone();
+        let pems = app.state().pems.0.to_string();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
@@ -77,8 +80,48 @@ impl TestServer {
             hub,
             task,
             client: reqwest::Client::new(),
+            pems,
             _dir: dir,
         }
+    }
+
+    /// Loads the first `count` demo records of `org`.
+    pub async fn seed(&self, org: &str, count: usize) {
+        let records = pfa_sync::domain::demo_data::demo_records(org, count);
+        self.store.seed_records(&records).await.expect("seeded");
+    }
+
+    /// Calls the JSON API with a bearer token; returns status and body.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Calls the PEMS simulator's API (faults, remote edits, stats).
+    pub async fn pems_call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.pems));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -28,12 +28,19 @@ pub fn routes() -> Router<AppState> {
 }
 
 pub fn me_of(principal: &Principal) -> Me {
-    me_from(principal.user_id, &principal.username, &principal.memberships)
+    me_from(
+        principal.user_id,
+        &principal.username,
+        &principal.memberships,
+    )
 }
 
 fn me_from(user_id: i64, username: &str, memberships: &[Membership]) -> Me {
     Me {
-        user: UserSummary { id: user_id, username: username.to_owned() },
+        user: UserSummary {
+            id: user_id,
+            username: username.to_owned(),
+        },
         memberships: memberships
             .iter()
             .map(|m| MembershipSummary {
@@ -94,7 +101,10 @@ async fn login(
         .max_age(time::Duration::seconds(ttl.as_secs() as i64));
     let memberships = state.store.memberships(user.id).await?;
     tracing::info!(%peer, "signed in");
-    Ok((jar.add(cookie), Json(me_from(user.id, &user.username, &memberships))))
+    Ok((
+        jar.add(cookie),
+        Json(me_from(user.id, &user.username, &memberships)),
+    ))
 }
 
 async fn logout(

@@ -3,9 +3,10 @@
 //! answered with COMMAND_RESULT.
 
 use crate::{
-    domain::role::Role,
+    domain::{role::Role, sync::JobCommand},
+    protocol::frames::CommandKind,
     protocol::frames::{ClientCommand, ControlFrame},
-    server::store::Store,
+    server::sync::engine::Engine,
 };
 use std::{
     collections::{HashMap, VecDeque},
@@ -30,16 +31,17 @@ impl CommandDesk {
     /// Applies `command` for a member of `org` with `role`, once per command id.
     pub async fn handle(
         &self,
-        store: &Store,
+        engine: &Engine,
         org: &str,
         role: Role,
+        username: &str,
         command: ClientCommand,
     ) -> ControlFrame {
         let key = (org.to_owned(), command.command_id.clone());
         if let Some(answer) = self.answers.lock().expect("answers lock").by_key.get(&key) {
             return answer.clone();
         }
-        let answer = self.apply(store, org, role, &command).await;
+        let answer = self.apply(engine, org, role, username, &command).await;
         let mut answers = self.answers.lock().expect("answers lock");
         if let Some(first) = answers.by_key.get(&key) {
             return first.clone();
@@ -56,9 +58,10 @@ impl CommandDesk {
 
     async fn apply(
         &self,
-        store: &Store,
+        engine: &Engine,
         org: &str,
         role: Role,
+        username: &str,
         command: &ClientCommand,
     ) -> ControlFrame {
         let result = |ok: bool, message: String| ControlFrame::CommandResult {
@@ -73,8 +76,15 @@ impl CommandDesk {
                 format!("the {role} role cannot send sync commands; planner or admin required"),
             );
         }
-        // The sync engine registers its jobs here; until a job exists the id is unknown.
-        let _ = store;
-        result(false, format!("no sync job {} in {org}", command.job_id))
+        let kind = match command.kind {
+            CommandKind::PauseSync => JobCommand::Pause,
+            CommandKind::ResumeSync => JobCommand::Resume,
+            CommandKind::CancelSync => JobCommand::Cancel,
+            CommandKind::RetrySync => JobCommand::Retry,
+        };
+        match engine.command(org, &command.job_id, kind, username).await {
+            Ok(message) => result(true, message),
+            Err(message) => result(false, message),
+        }
     }
 }

@@ -31,6 +31,7 @@ const REPLAY_PAGE: u32 = 500;
 pub struct Params {
     pub hub: Hub,
     pub commands: CommandDesk,
+    pub engine: crate::server::sync::engine::Engine,
     pub org: String,
     pub username: String,
     pub role: Role,
@@ -135,12 +136,13 @@ pub async fn serve(socket: WebSocket, p: Params) {
     let last_seen = Arc::new(AtomicU64::new(0));
     let (to_sender, mut from_receiver) = mpsc::channel::<Outgoing>(32);
     let receiver = tokio::spawn({
-        let (last_seen, commands, hub, org, role) = (
+        let (last_seen, commands, engine, org, role, username) = (
             last_seen.clone(),
             p.commands.clone(),
-            p.hub.clone(),
+            p.engine.clone(),
             p.org.clone(),
             p.role,
+            p.username.clone(),
         );
         async move {
             while let Some(message) = stream.next().await {
@@ -155,9 +157,11 @@ pub async fn serve(socket: WebSocket, p: Params) {
                         Outgoing::Close(close_codes::MESSAGE_TOO_BIG, "message over 64 KiB")
                     }
                     Ok(Message::Text(text)) => match ClientCommand::parse(&text) {
-                        Ok(command) => {
-                            Outgoing::Frame(commands.handle(hub.store(), &org, role, command).await)
-                        }
+                        Ok(command) => Outgoing::Frame(
+                            commands
+                                .handle(&engine, &org, role, &username, command)
+                                .await,
+                        ),
                         Err(error) => Outgoing::Frame(error.to_frame()),
                     },
                     Ok(Message::Binary(_)) => Outgoing::Frame(ControlFrame::Error {

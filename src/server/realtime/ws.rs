@@ -97,6 +97,7 @@ pub async fn sync_socket(
     let params = Params {
         hub: state.hub.clone(),
         commands: state.commands.clone(),
+        engine: state.engine.clone(),
         org,
         username: principal.username.clone(),
         role,

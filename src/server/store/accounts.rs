@@ -70,6 +70,15 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The PEMS organization code of an org (e.g. RIO).
+    pub async fn org_code(&self, org: &str) -> anyhow::Result<String> {
+        sqlx::query_scalar("SELECT code FROM organizations WHERE id = ?")
+            .bind(org)
+            .fetch_optional(self.pool())
+            .await?
+            .with_context(|| format!("no organization {org}"))
+    }
+
     pub async fn user_by_name(&self, username: &str) -> anyhow::Result<Option<UserRecord>> {
         let row: Option<(i64, String, String)> =
             sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = ?")

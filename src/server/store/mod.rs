@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod events;
+pub mod records;
+pub mod sync;
 
 use anyhow::Context;
 use sqlx::{

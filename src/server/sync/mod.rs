@@ -1,3 +1,6 @@
 //! The sync engine and its PEMS side.
 
+pub mod engine;
+pub mod events;
 pub mod pems;
+pub mod runner;

@@ -1,0 +1,200 @@
+//! Drafts: save in batch (all or nothing), list, discard, and commit into a sync job.
+
+use super::access::require;
+use crate::{
+    domain::{pfa::Delta, role::Role},
+    server::{
+        auth::Principal,
+        error::AppError,
+        state::AppState,
+        store::{records::NewDraft, sync::NewItem},
+    },
+};
+use axum::{
+    extract::{rejection::JsonRejection, Path, State},
+    http::StatusCode,
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Largest batch of drafts saved at once.
+pub const MAX_BATCH: usize = 5000;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DraftInput {
+    pfa_id: String,
+    changes: Map<String, Value>,
+    reason: Option<String>,
+    base_version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveRequest {
+    drafts: Vec<DraftInput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Selection {
+    pfa_ids: Option<Vec<String>>,
+    reason: Option<String>,
+}
+
+/// `PUT /api/orgs/{org}/drafts`: every draft is validated against its record; any error -> 422
+/// with the messages per record and field, and nothing is saved.
+pub async fn save(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    principal: Principal,
+    body: Result<Json<SaveRequest>, JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    require(&principal, &org, Role::Editor)?;
+    let Json(request) = body?;
+    if request.drafts.is_empty() || request.drafts.len() > MAX_BATCH {
+        return Err(AppError::field(
+            "drafts",
+            format!("1 to {MAX_BATCH} drafts per request"),
+        ));
+    }
+    let mut errors = Map::new();
+    let mut valid = Vec::with_capacity(request.drafts.len());
+    for input in request.drafts {
+        let mut fail = |message: Value| {
+            errors.insert(input.pfa_id.clone(), message);
+        };
+        if input
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > 1000)
+        {
+            fail(json!({"reason": "at most 1000 characters"}));
+            continue;
+        }
+        let Some(record) = state.store.record(&org, &input.pfa_id).await? else {
+            fail(json!({"pfaId": "no such record"}));
+            continue;
+        };
+        let checked =
+            Delta::parse(&input.changes).and_then(|delta| delta.apply(&record).map(|_| delta));
+        match checked {
+            Ok(delta) => valid.push(NewDraft {
+                pfa_id: input.pfa_id,
+                delta,
+                base_version: input.base_version.unwrap_or(record.version),
+                reason: input.reason,
+            }),
+            Err(field_errors) => fail(serde_json::to_value(field_errors).expect("map serializes")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    state
+        .store
+        .save_drafts(&org, principal.user_id, &valid)
+        .await?;
+    state
+        .store
+        .audit(
+            &org,
+            Some(principal.user_id),
+            &principal.username,
+            "drafts.save",
+            &org,
+            json!({"count": valid.len()}),
+        )
+        .await?;
+    Ok(Json(json!({ "saved": valid.len() })))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    principal: Principal,
+) -> Result<Json<Value>, AppError> {
+    require(&principal, &org, Role::Viewer)?;
+    let drafts = state.store.drafts(&org, principal.user_id, None).await?;
+    Ok(Json(json!({ "items": drafts })))
+}
+
+/// `POST /api/orgs/{org}/drafts/discard` `{pfaIds?}`: drops the caller's drafts.
+pub async fn discard(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    principal: Principal,
+    body: Option<Json<Selection>>,
+) -> Result<Json<Value>, AppError> {
+    require(&principal, &org, Role::Editor)?;
+    let selection = body.map(|Json(s)| s).unwrap_or_default();
+    let removed = state
+        .store
+        .discard_drafts(&org, principal.user_id, selection.pfa_ids.as_deref())
+        .await?;
+    state
+        .store
+        .audit(
+            &org,
+            Some(principal.user_id),
+            &principal.username,
+            "drafts.discard",
+            &org,
+            json!({"count": removed}),
+        )
+        .await?;
+    Ok(Json(json!({ "discarded": removed })))
+}
+
+/// `POST /api/orgs/{org}/drafts/commit` `{pfaIds?, reason?}`: turns the caller's drafts into a
+/// sync job (202 with the job).
+pub async fn commit(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    principal: Principal,
+    body: Option<Json<Selection>>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    require(&principal, &org, Role::Planner)?;
+    let selection = body.map(|Json(s)| s).unwrap_or_default();
+    let drafts = state
+        .store
+        .drafts(&org, principal.user_id, selection.pfa_ids.as_deref())
+        .await?;
+    if drafts.is_empty() {
+        return Err(AppError::field("drafts", "there are no drafts to commit"));
+    }
+    let items: Vec<NewItem> = drafts
+        .into_iter()
+        .map(|d| NewItem {
+            pfa_id: d.pfa_id,
+            changes: d.changes,
+            base_version: d.base_version,
+            reason: d.reason.or_else(|| selection.reason.clone()),
+        })
+        .collect();
+    let job = state
+        .store
+        .create_job(
+            &org,
+            principal.user_id,
+            &principal.username,
+            "commit",
+            selection.reason.as_deref(),
+            &items,
+        )
+        .await?;
+    state
+        .store
+        .audit(
+            &org,
+            Some(principal.user_id),
+            &principal.username,
+            "drafts.commit",
+            &job.id,
+            json!({"records": items.len()}),
+        )
+        .await?;
+    state.engine.spawn_runner(&job);
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
+}

@@ -1,0 +1,717 @@
+//! Sync jobs, their queue items (one per record), conflicts and the audit trail.
+
+use super::{
+    records::{add_history_tx, upsert_record_tx},
+    Store,
+};
+use crate::domain::{
+    pfa::PfaRecord,
+    sync::{ItemStatus, JobStatus},
+};
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+fn now() -> String {
+    crate::protocol::timestamp::format(&chrono::Utc::now())
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    pub organization_id: String,
+    pub user_id: i64,
+    pub username: String,
+    pub kind: String,
+    pub status: JobStatus,
+    pub total: i64,
+    pub synced: i64,
+    pub conflicts: i64,
+    pub failed: i64,
+    pub retries: i64,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+type JobRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+const JOB_COLUMNS: &str = "id, org_id, user_id, username, kind, status, total, synced, conflicts, failed, retries, reason, created_at, started_at, completed_at";
+
+fn job_from(row: JobRow) -> anyhow::Result<Job> {
+    let (
+        id,
+        org,
+        user_id,
+        username,
+        kind,
+        status,
+        total,
+        synced,
+        conflicts,
+        failed,
+        retries,
+        reason,
+        created_at,
+        started_at,
+        completed_at,
+    ) = row;
+    Ok(Job {
+        status: JobStatus::parse(&status)
+            .with_context(|| format!("unknown job status {status}"))?,
+        id,
+        organization_id: org,
+        user_id,
+        username,
+        kind,
+        total,
+        synced,
+        conflicts,
+        failed,
+        retries,
+        reason,
+        created_at,
+        started_at,
+        completed_at,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueItem {
+    pub id: i64,
+    pub job_id: String,
+    pub organization_id: String,
+    pub pfa_id: String,
+    pub user_id: i64,
+    pub changes: Map<String, Value>,
+    pub base_version: i64,
+    pub reason: Option<String>,
+    pub status: ItemStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub error_code: Option<String>,
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    pub idempotency_key: String,
+}
+
+type ItemRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+);
+const ITEM_COLUMNS: &str = "id, job_id, org_id, pfa_id, user_id, changes, base_version, reason, status, attempts, next_attempt_at, error_code, last_error, idempotency_key";
+
+fn item_from(row: ItemRow) -> anyhow::Result<QueueItem> {
+    let (
+        id,
+        job_id,
+        org,
+        pfa_id,
+        user_id,
+        changes,
+        base_version,
+        reason,
+        status,
+        attempts,
+        next_attempt_at,
+        error_code,
+        last_error,
+        key,
+    ) = row;
+    Ok(QueueItem {
+        id,
+        job_id,
+        organization_id: org,
+        pfa_id,
+        user_id,
+        changes: serde_json::from_str(&changes)?,
+        base_version,
+        reason,
+        status: ItemStatus::parse(&status)
+            .with_context(|| format!("unknown item status {status}"))?,
+        attempts,
+        next_attempt_at,
+        error_code,
+        last_error,
+        idempotency_key: key,
+    })
+}
+
+/// One change to queue: a record, its change, the version it was based on.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub pfa_id: String,
+    pub changes: Map<String, Value>,
+    pub base_version: i64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub id: String,
+    pub organization_id: String,
+    pub pfa_id: String,
+    pub job_id: String,
+    pub queue_item_id: i64,
+    pub user_id: i64,
+    pub fields: Vec<String>,
+    pub local_values: Map<String, Value>,
+    pub remote_values: Map<String, Value>,
+    pub changes: Map<String, Value>,
+    pub base_version: i64,
+    pub remote_version: i64,
+    pub status: String,
+    pub resolution: Option<String>,
+    pub resolved_values: Option<Map<String, Value>>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ConflictRow {
+    id: String,
+    org_id: String,
+    pfa_id: String,
+    job_id: String,
+    queue_item_id: i64,
+    user_id: i64,
+    fields: String,
+    local_values: String,
+    remote_values: String,
+    changes: String,
+    base_version: i64,
+    remote_version: i64,
+    status: String,
+    resolution: Option<String>,
+    resolved_values: Option<String>,
+    resolved_by: Option<String>,
+    resolved_at: Option<String>,
+    created_at: String,
+}
+const CONFLICT_COLUMNS: &str = "id, org_id, pfa_id, job_id, queue_item_id, user_id, fields, local_values, remote_values, changes, base_version, remote_version, status, resolution, resolved_values, resolved_by, resolved_at, created_at";
+
+fn conflict_from(r: ConflictRow) -> anyhow::Result<Conflict> {
+    Ok(Conflict {
+        fields: serde_json::from_str(&r.fields)?,
+        local_values: serde_json::from_str(&r.local_values)?,
+        remote_values: serde_json::from_str(&r.remote_values)?,
+        changes: serde_json::from_str(&r.changes)?,
+        resolved_values: r
+            .resolved_values
+            .map(|v| serde_json::from_str(&v))
+            .transpose()?,
+        id: r.id,
+        organization_id: r.org_id,
+        pfa_id: r.pfa_id,
+        job_id: r.job_id,
+        queue_item_id: r.queue_item_id,
+        user_id: r.user_id,
+        base_version: r.base_version,
+        remote_version: r.remote_version,
+        status: r.status,
+        resolution: r.resolution,
+        resolved_by: r.resolved_by,
+        resolved_at: r.resolved_at,
+        created_at: r.created_at,
+    })
+}
+
+/// A random id with a prefix, e.g. `job-3f9a…`.
+pub fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+impl Store {
+    /// Creates a job with one queue item per change and, in the same transaction, deletes the
+    /// user's drafts of those records (the queue item now holds the change).
+    pub async fn create_job(
+        &self,
+        org: &str,
+        user_id: i64,
+        username: &str,
+        kind: &str,
+        reason: Option<&str>,
+        items: &[NewItem],
+    ) -> anyhow::Result<Job> {
+        let id = new_id("job");
+        let now = now();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO sync_jobs (id, org_id, user_id, username, kind, status, total, reason, created_at)
+             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(org)
+        .bind(user_id)
+        .bind(username)
+        .bind(kind)
+        .bind(items.len() as i64)
+        .bind(reason)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        for item in items {
+            sqlx::query(
+                "INSERT INTO sync_queue (job_id, org_id, pfa_id, user_id, changes, base_version, reason, status,
+                     idempotency_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(&id)
+            .bind(org)
+            .bind(&item.pfa_id)
+            .bind(user_id)
+            .bind(Value::Object(item.changes.clone()).to_string())
+            .bind(item.base_version)
+            .bind(&item.reason)
+            .bind(new_id("idem"))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            if kind == "commit" {
+                sqlx::query("DELETE FROM drafts WHERE org_id = ? AND user_id = ? AND pfa_id = ?")
+                    .bind(org)
+                    .bind(user_id)
+                    .bind(&item.pfa_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        self.job(org, &id).await?.context("job just created")
+    }
+
+    pub async fn job(&self, org: &str, id: &str) -> anyhow::Result<Option<Job>> {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE org_id = ? AND id = ?"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(job_from).transpose()
+    }
+
+    pub async fn jobs(
+        &self,
+        org: &str,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Job>> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE org_id = ? AND (? IS NULL OR status = ?)
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(org)
+        .bind(status.map(|s| s.as_str()))
+        .bind(status.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(job_from).collect()
+    }
+
+    /// Jobs of every org that should be running (queued or running), oldest first.
+    pub async fn runnable_jobs(&self) -> anyhow::Result<Vec<Job>> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE status IN ('queued', 'running') ORDER BY created_at"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(job_from).collect()
+    }
+
+    pub async fn set_job_status(&self, id: &str, status: JobStatus) -> anyhow::Result<()> {
+        let now = now();
+        sqlx::query(
+            "UPDATE sync_jobs SET status = ?,
+                 started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END,
+                 completed_at = CASE WHEN ? IN ('completed', 'completed_with_conflicts', 'failed', 'cancelled') THEN ? ELSE NULL END
+             WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(status.as_str())
+        .bind(&now)
+        .bind(status.as_str())
+        .bind(&now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a job from `from` to `to` only if it is still in `from` (a command may have
+    /// changed it meanwhile); true when it moved.
+    pub async fn transition_job(
+        &self,
+        id: &str,
+        from: JobStatus,
+        to: JobStatus,
+    ) -> anyhow::Result<bool> {
+        let now = now();
+        let done = sqlx::query(
+            "UPDATE sync_jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND status = ?",
+        )
+        .bind(to.as_str())
+        .bind(&now)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Recounts a job's synced / conflicts / failed from its items.
+    pub async fn refresh_job_counts(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sync_jobs SET
+                 synced = (SELECT COUNT(*) FROM sync_queue WHERE job_id = ?1 AND status = 'synced'),
+                 conflicts = (SELECT COUNT(*) FROM sync_queue WHERE job_id = ?1 AND status = 'conflict'),
+                 failed = (SELECT COUNT(*) FROM sync_queue WHERE job_id = ?1 AND status = 'failed')
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn add_job_retry(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sync_jobs SET retries = retries + 1 WHERE id = ?")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn items(&self, job_id: &str) -> anyhow::Result<Vec<QueueItem>> {
+        let rows: Vec<ItemRow> = sqlx::query_as(&format!(
+            "SELECT {ITEM_COLUMNS} FROM sync_queue WHERE job_id = ? ORDER BY id"
+        ))
+        .bind(job_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(item_from).collect()
+    }
+
+    pub async fn item(&self, id: i64) -> anyhow::Result<Option<QueueItem>> {
+        let row: Option<ItemRow> = sqlx::query_as(&format!(
+            "SELECT {ITEM_COLUMNS} FROM sync_queue WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(item_from).transpose()
+    }
+
+    /// Puts items that were in flight when the process stopped back to pending (their
+    /// idempotency key makes the repeated PEMS write harmless).
+    pub async fn requeue_in_flight(&self) -> anyhow::Result<u64> {
+        Ok(
+            sqlx::query("UPDATE sync_queue SET status = 'pending' WHERE status = 'in_flight'")
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Marks an item in flight and counts the attempt, before PEMS is called.
+    pub async fn start_attempt(&self, item_id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sync_queue SET status = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(item_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_item_status(
+        &self,
+        item_id: i64,
+        status: ItemStatus,
+        next_attempt_at: i64,
+        error: Option<(&str, &str)>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sync_queue SET status = ?, next_attempt_at = ?, error_code = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(next_attempt_at)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(now())
+        .bind(item_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Re-bases a pending item on a newer version with (possibly) new changes.
+    pub async fn rebase_item(
+        &self,
+        item_id: i64,
+        changes: &Map<String, Value>,
+        base_version: i64,
+        reset_attempts: bool,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sync_queue SET changes = ?, base_version = ?, status = 'pending', next_attempt_at = 0,
+                 attempts = CASE WHEN ? THEN 0 ELSE attempts END, error_code = NULL, last_error = NULL,
+                 idempotency_key = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(Value::Object(changes.clone()).to_string())
+        .bind(base_version)
+        .bind(reset_attempts)
+        .bind(new_id("idem"))
+        .bind(now())
+        .bind(item_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Items of a job in `from` set to `to` (e.g. failed -> pending on retry); returns how many.
+    pub async fn move_items(
+        &self,
+        job_id: &str,
+        from: &[ItemStatus],
+        to: ItemStatus,
+        reset_attempts: bool,
+    ) -> anyhow::Result<u64> {
+        let mut moved = 0;
+        for status in from {
+            moved += sqlx::query(
+                "UPDATE sync_queue SET status = ?, next_attempt_at = 0,
+                     attempts = CASE WHEN ? THEN 0 ELSE attempts END, updated_at = ?
+                 WHERE job_id = ? AND status = ?",
+            )
+            .bind(to.as_str())
+            .bind(reset_attempts)
+            .bind(now())
+            .bind(job_id)
+            .bind(status.as_str())
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(moved)
+    }
+
+    /// Records an accepted PEMS write: the new record state, its history row, the item synced.
+    pub async fn commit_write(
+        &self,
+        before: &PfaRecord,
+        after: &PfaRecord,
+        changed_by: &str,
+        reason: Option<&str>,
+        kind: &str,
+        job_id: &str,
+        item_id: i64,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        upsert_record_tx(&mut tx, after).await?;
+        add_history_tx(
+            &mut tx,
+            Some(before),
+            after,
+            changed_by,
+            reason,
+            kind,
+            Some(job_id),
+        )
+        .await?;
+        sqlx::query("UPDATE sync_queue SET status = 'synced', error_code = NULL, last_error = NULL, updated_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a change made in PEMS (seen through a conflict answer) as a new local version.
+    pub async fn record_remote_change(
+        &self,
+        before: &PfaRecord,
+        after: &PfaRecord,
+        job_id: &str,
+    ) -> anyhow::Result<()> {
+        if before.version >= after.version {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        upsert_record_tx(&mut tx, after).await?;
+        add_history_tx(
+            &mut tx,
+            Some(before),
+            after,
+            "PEMS",
+            Some("changed in PEMS"),
+            "pems",
+            Some(job_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_conflict(
+        &self,
+        item: &QueueItem,
+        fields: &[String],
+        local: &Map<String, Value>,
+        remote: &Map<String, Value>,
+        remote_version: i64,
+    ) -> anyhow::Result<String> {
+        let id = new_id("conflict");
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO conflicts ({CONFLICT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, NULL, NULL, NULL, ?)"
+        ))
+        .bind(&id)
+        .bind(&item.organization_id)
+        .bind(&item.pfa_id)
+        .bind(&item.job_id)
+        .bind(item.id)
+        .bind(item.user_id)
+        .bind(serde_json::to_string(fields)?)
+        .bind(Value::Object(local.clone()).to_string())
+        .bind(Value::Object(remote.clone()).to_string())
+        .bind(Value::Object(item.changes.clone()).to_string())
+        .bind(item.base_version)
+        .bind(remote_version)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE sync_queue SET status = 'conflict', error_code = 'PEMS_VERSION_CONFLICT', updated_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(item.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn conflict(&self, org: &str, id: &str) -> anyhow::Result<Option<Conflict>> {
+        let row: Option<ConflictRow> = sqlx::query_as(&format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE org_id = ? AND id = ?"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(conflict_from).transpose()
+    }
+
+    pub async fn conflicts(
+        &self,
+        org: &str,
+        status: Option<&str>,
+    ) -> anyhow::Result<Vec<Conflict>> {
+        let rows: Vec<ConflictRow> = sqlx::query_as(&format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE org_id = ? AND (? IS NULL OR status = ?) ORDER BY created_at DESC"
+        ))
+        .bind(org)
+        .bind(status)
+        .bind(status)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(conflict_from).collect()
+    }
+
+    /// Marks a conflict resolved (only once: false when it was already resolved).
+    pub async fn resolve_conflict(
+        &self,
+        id: &str,
+        resolution: &str,
+        values: &Map<String, Value>,
+        by: &str,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE conflicts SET status = 'resolved', resolution = ?, resolved_values = ?, resolved_by = ?, resolved_at = ?
+             WHERE id = ? AND status = 'open'",
+        )
+        .bind(resolution)
+        .bind(Value::Object(values.clone()).to_string())
+        .bind(by)
+        .bind(now())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn audit(
+        &self,
+        org: &str,
+        user_id: Option<i64>,
+        username: &str,
+        action: &str,
+        target: &str,
+        detail: Value,
+    ) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO audit_log (org_id, user_id, username, action, target, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(org)
+            .bind(user_id)
+            .bind(username)
+            .bind(action)
+            .bind(target)
+            .bind(detail.to_string())
+            .bind(now())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The newest audit entries of an org.
+    pub async fn audit_entries(&self, org: &str, limit: i64) -> anyhow::Result<Vec<Value>> {
+        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT id, username, action, target, detail, created_at FROM audit_log WHERE org_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(org)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, username, action, target, detail, created_at)| {
+                serde_json::json!({"id": id, "username": username, "action": action, "target": target,
+                    "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null), "createdAt": created_at})
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,253 @@
+//! The sync engine: runs jobs from the persisted queue (one runner task per running job), with
+//! per-org concurrency and rate limits, and applies sync commands. Every state change is
+//! written to the store before it is announced, so a restarted process resumes where the
+//! last one stopped (items in flight go back to pending; their idempotency keys make the
+//! repeated PEMS write harmless).
+
+use super::{pems::client::PemsClient, runner};
+use crate::{
+    domain::sync::{ItemStatus, JobCommand, JobStatus},
+    server::{
+        realtime::hub::Hub,
+        store::{sync::Job, Store},
+    },
+};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// PEMS requests in flight at once per organization.
+    pub concurrency_per_org: usize,
+    /// PEMS requests per second per organization.
+    pub rate_per_org: u32,
+    /// Attempts per record before a retryable error fails it.
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Shortest time between two SYNC_PROGRESS events of a job.
+    pub progress_interval: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            concurrency_per_org: 4,
+            rate_per_org: 50,
+            max_attempts: 3,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(30),
+            progress_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Per-organization limits shared by all of its jobs.
+pub(super) struct OrgLimits {
+    pub permits: Arc<Semaphore>,
+    pub rate: Arc<DefaultDirectRateLimiter>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub store: Store,
+    pub hub: Hub,
+    pub pems: PemsClient,
+    pub settings: EngineSettings,
+    pub shutdown: CancellationToken,
+    /// Live runners by job id, each with the notify that wakes it after a command.
+    pub runners: Mutex<HashMap<String, Arc<Notify>>>,
+    limits: Mutex<HashMap<String, Arc<OrgLimits>>>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        hub: Hub,
+        pems: PemsClient,
+        settings: EngineSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                hub,
+                pems,
+                settings,
+                shutdown,
+                runners: Mutex::default(),
+                limits: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Resumes what a previous process left: in-flight items back to pending, a runner for
+    /// every queued or running job.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let requeued = self.inner.store.requeue_in_flight().await?;
+        let jobs = self.inner.store.runnable_jobs().await?;
+        if requeued > 0 || !jobs.is_empty() {
+            tracing::info!(requeued, jobs = jobs.len(), "resuming sync jobs");
+        }
+        for job in &jobs {
+            self.spawn_runner(job);
+        }
+        Ok(jobs.len())
+    }
+
+    pub(super) fn limits(&self, org: &str) -> Arc<OrgLimits> {
+        let mut limits = self.inner.limits.lock().expect("limits lock");
+        limits
+            .entry(org.to_owned())
+            .or_insert_with(|| {
+                let s = &self.inner.settings;
+                let rate = NonZeroU32::new(s.rate_per_org.max(1)).expect("max(1)");
+                Arc::new(OrgLimits {
+                    permits: Arc::new(Semaphore::new(s.concurrency_per_org.max(1))),
+                    rate: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+                })
+            })
+            .clone()
+    }
+
+    /// Starts the runner of a job unless one is running; wakes it otherwise.
+    pub fn spawn_runner(&self, job: &Job) {
+        let wake = {
+            let mut runners = self.inner.runners.lock().expect("runners lock");
+            if let Some(wake) = runners.get(&job.id) {
+                wake.notify_one();
+                return;
+            }
+            let wake = Arc::new(Notify::new());
+            runners.insert(job.id.clone(), wake.clone());
+            wake
+        };
+        let (engine, job_id, org) = (self.clone(), job.id.clone(), job.organization_id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = runner::run(&engine, &org, &job_id, wake).await {
+                tracing::error!(job = job_id, "sync job runner failed: {e:#}");
+            }
+            engine
+                .inner
+                .runners
+                .lock()
+                .expect("runners lock")
+                .remove(&job_id);
+        });
+    }
+
+    fn wake(&self, job_id: &str) -> bool {
+        match self.inner.runners.lock().expect("runners lock").get(job_id) {
+            Some(wake) => {
+                wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies a sync command to a job of `org`; the answer text for COMMAND_RESULT.
+    #[tracing::instrument(skip(self))]
+    pub async fn command(
+        &self,
+        org: &str,
+        job_id: &str,
+        command: JobCommand,
+        username: &str,
+    ) -> Result<String, String> {
+        let store = &self.inner.store;
+        let internal = |e: anyhow::Error| {
+            tracing::error!("sync command failed: {e:#}");
+            "internal error; see the server log".to_owned()
+        };
+        let job = store
+            .job(org, job_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| format!("no sync job {job_id} in {org}"))?;
+        let next = job.status.after(command)?;
+        if command == JobCommand::Retry {
+            let moved = store
+                .move_items(job_id, &[ItemStatus::Failed], ItemStatus::Pending, true)
+                .await
+                .map_err(internal)?;
+            if moved == 0 {
+                return Err(format!("job {job_id} has no failed records to retry"));
+            }
+            store.refresh_job_counts(job_id).await.map_err(internal)?;
+        }
+        if next != job.status {
+            store.set_job_status(job_id, next).await.map_err(internal)?;
+        }
+        store
+            .audit(
+                org,
+                Some(job.user_id),
+                username,
+                &format!("sync.{}", command.verb()),
+                job_id,
+                serde_json::json!({"from": job.status.as_str(), "to": next.as_str()}),
+            )
+            .await
+            .map_err(internal)?;
+        let job = Job {
+            status: next,
+            ..job
+        };
+        match command {
+            JobCommand::Pause => {
+                self.wake(job_id);
+                runner::announce(self, &job, Some(&format!("Sync paused by {username}"))).await;
+            }
+            JobCommand::Resume | JobCommand::Retry => {
+                self.spawn_runner(&job);
+                let note = format!(
+                    "Sync {} by {username}",
+                    if command == JobCommand::Resume {
+                        "resumed"
+                    } else {
+                        "retried"
+                    }
+                );
+                runner::announce(self, &job, Some(&note)).await;
+            }
+            JobCommand::Cancel => {
+                if !self.wake(job_id) {
+                    runner::finish_cancelled(self, &job)
+                        .await
+                        .map_err(internal)?;
+                }
+            }
+        }
+        Ok(format!(
+            "{} job {job_id}: now {}",
+            command.verb(),
+            next.as_str()
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Jobs that have a live runner.
+    pub fn running_jobs(&self) -> usize {
+        self.inner.runners.lock().expect("runners lock").len()
+    }
+}
+
+/// Whether a job status means its runner should keep going.
+pub(super) fn is_active(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Queued | JobStatus::Running)
+}
