@@ -62,7 +62,7 @@ impl JobStatus {
             (C::Resume, S::Queued | S::Running) => Ok(self),
             (C::Cancel, S::Queued | S::Running | S::Paused) => Ok(S::Cancelled),
             (C::Cancel, S::Cancelled) => Ok(S::Cancelled),
-            (C::Retry, S::Failed | S::CompletedWithConflicts | S::Cancelled) => Ok(S::Running),
+            (C::Retry, S::Failed | S::CompletedWithConflicts) => Ok(S::Running),
             (command, status) => Err(format!(
                 "cannot {} a {} job",
                 command.verb(),
@@ -186,6 +186,7 @@ mod tests {
         assert!(Completed.after(Pause).is_err());
         assert!(Completed.after(Retry).is_err());
         assert!(Running.after(Retry).is_err());
+        assert!(Cancelled.after(Retry).is_err(), "cancelled changes went back to drafts");
         assert!(Cancelled
             .after(Resume)
             .unwrap_err()

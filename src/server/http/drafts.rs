@@ -43,6 +43,14 @@ pub struct Selection {
     reason: Option<String>,
 }
 
+/// An optional JSON body: empty means "all of my drafts".
+fn optional_selection(body: &[u8]) -> Result<Selection, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Selection::default());
+    }
+    serde_json::from_slice(body).map_err(|e| AppError::field("body", e.to_string()))
+}
+
 /// `PUT /api/orgs/{org}/drafts`: every draft is validated against its record; any error -> 422
 /// with the messages per record and field, and nothing is saved.
 pub async fn save(
@@ -125,10 +133,10 @@ pub async fn discard(
     State(state): State<AppState>,
     Path(org): Path<String>,
     principal: Principal,
-    body: Option<Json<Selection>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, AppError> {
     require(&principal, &org, Role::Editor)?;
-    let selection = body.map(|Json(s)| s).unwrap_or_default();
+    let selection = optional_selection(&body)?;
     let removed = state
         .store
         .discard_drafts(&org, principal.user_id, selection.pfa_ids.as_deref())
@@ -153,10 +161,10 @@ pub async fn commit(
     State(state): State<AppState>,
     Path(org): Path<String>,
     principal: Principal,
-    body: Option<Json<Selection>>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     require(&principal, &org, Role::Planner)?;
-    let selection = body.map(|Json(s)| s).unwrap_or_default();
+    let selection = optional_selection(&body)?;
     let drafts = state
         .store
         .drafts(&org, principal.user_id, selection.pfa_ids.as_deref())
