@@ -186,7 +186,10 @@ mod tests {
         assert!(Completed.after(Pause).is_err());
         assert!(Completed.after(Retry).is_err());
         assert!(Running.after(Retry).is_err());
-        assert!(Cancelled.after(Retry).is_err(), "cancelled changes went back to drafts");
+        assert!(
+            Cancelled.after(Retry).is_err(),
+            "cancelled changes went back to drafts"
+        );
         assert!(Cancelled
             .after(Resume)
             .unwrap_err()

@@ -2,6 +2,7 @@
 //! beside it for several server instances. All SQL is parameterized.
 
 pub mod accounts;
+pub mod conflicts;
 pub mod events;
 pub mod records;
 pub mod sync;

@@ -418,7 +418,17 @@ impl Store {
 
     /// Versions of a record, newest first.
     pub async fn history(&self, org: &str, pfa_id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
-        let rows: Vec<(i64, String, String, Option<String>, String, Option<String>, String, String)> = sqlx::query_as(
+        type Row = (
+            i64,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT version, changes, changed_by, reason, kind, job_id, created_at, data FROM pfa_history
              WHERE org_id = ? AND pfa_id = ? ORDER BY version DESC",
         )

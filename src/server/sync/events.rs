@@ -69,6 +69,7 @@ pub fn record_synced(job_id: &str, pfa_id: &str, version: i64) -> SyncEvent {
 
 /// SYNC_CONFLICT with the card's `conflictId, field, localValue, remoteValue` (the first
 /// field) and every conflicting field in `fields`.
+#[allow(clippy::too_many_arguments)]
 pub fn record_conflict(
     job_id: &str,
     pfa_id: &str,
