@@ -3,17 +3,24 @@
 
 pub mod api;
 pub mod components;
+pub mod hooks;
 pub mod pages;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    StaticSegment,
+    ParamSegment, StaticSegment,
 };
 
 /// The HTML document around the app, rendered only on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    shell_with_mode(options, false)
+}
+
+/// The shell; `dev` marks `<body data-mode="dev">` so the browser shows developer aids.
+pub fn shell_with_mode(options: LeptosOptions, dev: bool) -> impl IntoView {
+    let mode = if dev { "dev" } else { "prod" };
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -24,7 +31,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HydrationScripts options />
                 <MetaTags />
             </head>
-            <body>
+            <body data-mode=mode>
                 <App />
             </body>
         </html>
@@ -45,11 +52,18 @@ pub fn App() -> impl IntoView {
         <div class="app" data-hydrated=move || hydrated.get().to_string()>
             <header class="topbar">
                 <a class="brand" href="/">"PFA Sync"</a>
+                <nav class="nav">
+                    <a href="/orgs">"Organizations"</a>
+                    <a href="/login">"Sign in"</a>
+                </nav>
             </header>
             <Router>
                 <main class="content">
                     <Routes fallback=pages::not_found::NotFound>
                         <Route path=StaticSegment("") view=pages::home::HomePage />
+                        <Route path=StaticSegment("login") view=pages::login::LoginPage />
+                        <Route path=StaticSegment("orgs") view=pages::orgs::OrgsPage />
+                        <Route path=(StaticSegment("orgs"), ParamSegment("org")) view=pages::org::OrgPage />
                     </Routes>
                 </main>
             </Router>

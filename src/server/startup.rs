@@ -13,7 +13,7 @@ use super::{
         pems::{client::PemsClient, simulator},
     },
 };
-use crate::app::{shell, App};
+use crate::app::{shell, shell_with_mode, App};
 use anyhow::Context;
 use axum::{extract::DefaultBodyLimit, Router};
 use leptos::config::LeptosOptions;
@@ -180,7 +180,8 @@ fn router(state: AppState) -> Router {
         .merge(api)
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
-            move || shell(options.clone())
+            let dev = state.config.mode == Mode::Dev;
+            move || shell_with_mode(options.clone(), dev)
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(DefaultBodyLimit::max(body_limit))

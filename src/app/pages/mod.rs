@@ -1,4 +1,7 @@
 //! One module per page.
 
 pub mod home;
+pub mod login;
 pub mod not_found;
+pub mod org;
+pub mod orgs;

@@ -1,0 +1,50 @@
+import { test, expect, waitForHydration } from './fixtures';
+
+async function signIn(page: import('@playwright/test').Page, user: string) {
+  await page.goto('/login');
+  await waitForHydration(page);
+  await page.getByTestId('login-username').fill(user);
+  await page.getByTestId('login-password').fill('pfa-demo');
+  await page.getByTestId('login-submit').click();
+  await expect(page).toHaveURL(/\/orgs$/);
+}
+
+test('a planner signs in, opens an organization and sees live sync events with the dev WS badge', async ({ page, baseURL }) => {
+  const consoleLines: string[] = [];
+  page.on('console', (msg) => consoleLines.push(msg.text()));
+  await signIn(page, 'planner');
+  await expect(page.getByTestId('me-username')).toHaveText('planner');
+  await page.getByTestId('org-org-rio').click();
+  await expect(page).toHaveURL(/\/orgs\/org-rio$/);
+
+  const badge = page.getByTestId('ws-badge');
+  await expect(badge).toHaveAttribute('data-connected', 'true');
+  await expect(badge).toHaveAttribute('aria-label', 'WebSocket connected');
+  const wsUrl = baseURL!.replace('http', 'ws') + '/api/ws/sync/org-rio';
+  expect(consoleLines).toContain(`[WebSocket] Connecting to: ${wsUrl}`);
+  expect(consoleLines).toContain('[WebSocket] Connected to sync status updates');
+
+  // An admin publishes through the API; the planner's page shows it at once.
+  const admin = await page.context().request.post('/api/auth/login', {
+    data: { username: 'admin', password: 'pfa-demo' },
+    headers: { origin: baseURL! },
+  });
+  expect(admin.status()).toBe(200);
+  const published = await page.context().request.post('/api/orgs/org-rio/events', {
+    data: { type: 'SYNC_SUCCESS', jobId: 'e2e-job', pfaId: 'PFA-00001', message: 'Successfully synced PFA-00001' },
+    headers: { origin: baseURL! },
+  });
+  expect(published.status()).toBe(202);
+  await expect(page.getByTestId('last-event')).toHaveText('Last event: SYNC_SUCCESS Successfully synced PFA-00001');
+  await expect(page.getByTestId('event').first()).toHaveAttribute('data-type', 'SYNC_SUCCESS');
+});
+
+test('a viewer only sees the organizations they belong to, and another org refuses the socket', async ({ page }) => {
+  await signIn(page, 'viewer');
+  await expect(page.getByTestId('org-org-rio')).toBeVisible();
+  await expect(page.getByTestId('org-org-portarthur')).toHaveCount(0);
+  await page.goto('/orgs/org-portarthur');
+  await waitForHydration(page);
+  await expect(page.getByTestId('ws-stopped')).toHaveText('You are not a member of this organization');
+  await expect(page.getByTestId('ws-badge')).toHaveAttribute('aria-label', 'WebSocket disconnected');
+});

@@ -1,0 +1,4 @@
+//! Browser hooks: the sync socket (`use_sync_status_updates`) and its pure connection logic.
+
+pub mod reconnect;
+pub mod sync_status;

@@ -1,0 +1,342 @@
+//! `use_sync_status_updates`: the card's hook. Connects only in the browser (never during
+//! server rendering) to `ws(s)://<page host>/api/ws/sync/{orgId}`, logs the card's console
+//! lines, reconnects with exponential backoff and full jitter (at once when the browser comes
+//! online or the tab becomes visible), treats heartbeat silence as a dead link, resumes with
+//! `?since=` so nothing is missed, stops for good on 4401/4403, and closes on unmount or when
+//! `enabled` turns false. The decisions live in [`super::reconnect`]; this file only wires
+//! them to `web_sys::WebSocket`, timers and window events.
+
+use crate::protocol::events::SyncEvent;
+use leptos::prelude::*;
+
+/// Options of [`use_sync_status_updates`], as on the card.
+#[derive(Clone)]
+pub struct UseSyncStatusOptions {
+    pub organization_id: Signal<String>,
+    pub enabled: Signal<bool>,
+    pub on_event: Option<Callback<SyncEvent>>,
+}
+
+/// What the hook returns: the card's `isConnected` and `lastEvent`, and why it stopped.
+#[derive(Clone, Copy)]
+pub struct SyncStatus {
+    pub is_connected: ReadSignal<bool>,
+    pub last_event: ReadSignal<Option<SyncEvent>>,
+    /// Set when the server refused for good (4401 / 4403), in words.
+    pub stopped: ReadSignal<Option<String>>,
+}
+
+pub fn use_sync_status_updates(options: UseSyncStatusOptions) -> SyncStatus {
+    let (is_connected, set_connected) = signal(false);
+    let (last_event, set_last_event) = signal(None::<SyncEvent>);
+    let (stopped, set_stopped) = signal(None::<String>);
+    #[cfg(feature = "hydrate")]
+    {
+        let setters = browser::Setters {
+            set_connected,
+            set_last_event,
+            set_stopped,
+            on_event: options.on_event,
+        };
+        Effect::new(move |_| {
+            let org = options.organization_id.get();
+            let enabled = options.enabled.get();
+            if !enabled || org.is_empty() {
+                setters.set_connected.set(false);
+                return;
+            }
+            let connection = browser::Connection::start(org, setters);
+            let connection = send_wrapper::SendWrapper::new(connection);
+            on_cleanup(move || connection.take().stop());
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (options, set_connected, set_last_event, set_stopped);
+    }
+    SyncStatus {
+        is_connected,
+        last_event,
+        stopped,
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::super::reconnect::{Action, ConnectionMachine};
+    use crate::protocol::events::SyncEvent;
+    use leptos::prelude::*;
+    use std::{cell::RefCell, rc::Rc};
+    use wasm_bindgen::{closure::Closure, JsCast};
+    use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+    #[derive(Clone, Copy)]
+    pub struct Setters {
+        pub set_connected: WriteSignal<bool>,
+        pub set_last_event: WriteSignal<Option<SyncEvent>>,
+        pub set_stopped: WriteSignal<Option<String>>,
+        pub on_event: Option<Callback<SyncEvent>>,
+    }
+
+    struct Inner {
+        machine: ConnectionMachine,
+        socket: Option<WebSocket>,
+        org: String,
+        setters: Setters,
+        // Kept alive as long as the socket uses them.
+        handlers: Vec<Box<dyn std::any::Any>>,
+    }
+
+    type Shared = Rc<RefCell<Inner>>;
+
+    /// A live connection manager; `stop` closes everything.
+    pub struct Connection {
+        shared: Shared,
+        interval: Option<IntervalHandle>,
+        listeners: Vec<WindowListenerHandle>,
+    }
+
+    fn now() -> f64 {
+        js_sys::Date::now()
+    }
+
+    fn log(line: &str) {
+        web_sys::console::log_1(&line.into());
+    }
+
+    fn base_url() -> String {
+        let location = window().location();
+        let scheme = if location.protocol().unwrap_or_default() == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}", location.host().unwrap_or_default())
+    }
+
+    impl Connection {
+        pub fn start(org: String, setters: Setters) -> Self {
+            let shared: Shared = Rc::new(RefCell::new(Inner {
+                machine: ConnectionMachine::default(),
+                socket: None,
+                org,
+                setters,
+                handlers: Vec::new(),
+            }));
+            let action = shared.borrow_mut().machine.enable(now());
+            apply(&shared, action);
+            let ticking = shared.clone();
+            let interval = set_interval_with_handle(
+                move || {
+                    let action = ticking
+                        .borrow_mut()
+                        .machine
+                        .tick(now(), js_sys::Math::random());
+                    apply(&ticking, action);
+                },
+                std::time::Duration::from_millis(500),
+            )
+            .ok();
+            let online = shared.clone();
+            let on_online = window_event_listener_untyped("online", move |_| {
+                let action = online.borrow_mut().machine.online(now());
+                apply(&online, action);
+            });
+            let visible = shared.clone();
+            let on_visible = window_event_listener_untyped("visibilitychange", move |_| {
+                if document().visibility_state() == web_sys::VisibilityState::Visible {
+                    let action = visible.borrow_mut().machine.visible(now());
+                    apply(&visible, action);
+                }
+            });
+            Self {
+                shared,
+                interval,
+                listeners: vec![on_online, on_visible],
+            }
+        }
+
+        pub fn stop(self) {
+            if let Some(interval) = self.interval {
+                interval.clear();
+            }
+            for listener in self.listeners {
+                listener.remove();
+            }
+            let action = self.shared.borrow_mut().machine.disable();
+            apply(&self.shared, action);
+            let mut inner = self.shared.borrow_mut();
+            if let Some(socket) = inner.socket.take() {
+                detach(&socket);
+                let _ = socket.close_with_code(1000);
+            }
+            inner.handlers.clear();
+            inner.setters.set_connected.set(false);
+        }
+    }
+
+    fn detach(socket: &WebSocket) {
+        socket.set_onopen(None);
+        socket.set_onmessage(None);
+        socket.set_onclose(None);
+        socket.set_onerror(None);
+    }
+
+    fn apply(shared: &Shared, action: Action) {
+        match action {
+            Action::Connect => open(shared),
+            Action::Close { code } => {
+                let socket = shared.borrow_mut().socket.take();
+                if let Some(socket) = socket {
+                    detach(&socket);
+                    let _ =
+                        socket.close_with_code(if code == 1000 || (3000..5000).contains(&code) {
+                            code
+                        } else {
+                            1000
+                        });
+                    shared.borrow().setters.set_connected.set(false);
+                    log("[WebSocket] Disconnected");
+                }
+            }
+            Action::Schedule { .. } | Action::None => {}
+        }
+    }
+
+    fn open(shared: &Shared) {
+        let (url, since) = {
+            let inner = shared.borrow();
+            (
+                format!("{}/api/ws/sync/{}", base_url(), inner.org),
+                inner.machine.since(),
+            )
+        };
+        log(&format!("[WebSocket] Connecting to: {url}"));
+        let full = match since {
+            Some(seq) => format!("{url}?since={seq}"),
+            None => url,
+        };
+        let socket = match WebSocket::new(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                web_sys::console::warn_1(
+                    &format!("[WebSocket] Error: Failed to connect: {e:?}").into(),
+                );
+                let action = shared.borrow_mut().machine.closed(
+                    1006,
+                    "cannot open",
+                    now(),
+                    js_sys::Math::random(),
+                );
+                apply(shared, action);
+                return;
+            }
+        };
+
+        let on_open = {
+            let shared = shared.clone();
+            Closure::<dyn FnMut()>::new(move || {
+                let action = shared.borrow_mut().machine.opened(now());
+                shared.borrow().setters.set_connected.set(true);
+                shared.borrow().setters.set_stopped.set(None);
+                log("[WebSocket] Connected to sync status updates");
+                apply(&shared, action);
+            })
+        };
+        let on_message = {
+            let shared = shared.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let Some(text) = event.data().as_string() else {
+                    return;
+                };
+                handle_frame(&shared, &text);
+            })
+        };
+        let on_close = {
+            let shared = shared.clone();
+            Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+                let (code, reason) = (event.code(), event.reason());
+                shared.borrow_mut().socket = None;
+                shared.borrow().setters.set_connected.set(false);
+                log(&format!(
+                    "[WebSocket] Disconnected (code {code}{})",
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    }
+                ));
+                let action = shared.borrow_mut().machine.closed(
+                    code,
+                    &reason,
+                    now(),
+                    js_sys::Math::random(),
+                );
+                let stop = shared
+                    .borrow()
+                    .machine
+                    .stop_reason()
+                    .map(|(_, why)| why.to_owned());
+                if let Some(why) = stop {
+                    web_sys::console::warn_1(&format!("[WebSocket] Error: {why}").into());
+                    shared.borrow().setters.set_stopped.set(Some(why));
+                }
+                apply(&shared, action);
+            })
+        };
+        let on_error = Closure::<dyn FnMut()>::new(move || {
+            web_sys::console::warn_1(&"[WebSocket] Error: Failed to connect".into());
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        socket.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let mut inner = shared.borrow_mut();
+        inner.handlers = vec![
+            Box::new(on_open),
+            Box::new(on_message),
+            Box::new(on_close),
+            Box::new(on_error),
+        ];
+        inner.socket = Some(socket);
+    }
+
+    fn handle_frame(shared: &Shared, text: &str) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
+        shared.borrow_mut().machine.frame_received(now());
+        match value.get("type").and_then(|t| t.as_str()).unwrap_or("") {
+            "CONNECTED" => {
+                if let Some(secs) = value.get("heartbeatIntervalSecs").and_then(|v| v.as_u64()) {
+                    shared.borrow_mut().machine.set_heartbeat_interval(secs);
+                }
+                if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
+                    if shared.borrow().machine.since().is_none() {
+                        shared.borrow_mut().machine.record_seq(seq);
+                    }
+                }
+            }
+            "RESYNC_REQUIRED" => {
+                let mut inner = shared.borrow_mut();
+                inner.machine.reset_seq();
+                if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
+                    inner.machine.record_seq(seq);
+                }
+            }
+            "HEARTBEAT" | "COMMAND_RESULT" | "ERROR" => {}
+            _ => {
+                if let Ok(event) = serde_json::from_value::<SyncEvent>(value) {
+                    if let Some(seq) = event.seq {
+                        shared.borrow_mut().machine.record_seq(seq);
+                    }
+                    let setters = shared.borrow().setters;
+                    setters.set_last_event.set(Some(event.clone()));
+                    if let Some(callback) = setters.on_event {
+                        callback.run(event);
+                    }
+                }
+            }
+        }
+    }
+}
