@@ -160,10 +160,27 @@ pub async fn resolve(
         .record(&org, &conflict.pfa_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut job = None;
     if !changes.is_empty() {
         let delta = Delta::parse(&changes).map_err(validation)?;
         delta.apply(&record).map_err(validation)?;
+    }
+    // Claim the conflict first, so two racing resolutions cannot both queue a change.
+    if !state
+        .store
+        .resolve_conflict(
+            &id,
+            request.resolution.as_str(),
+            &chosen,
+            &principal.username,
+        )
+        .await?
+    {
+        return Err(AppError::Conflict(format!(
+            "conflict {id} is already resolved"
+        )));
+    }
+    let mut job = None;
+    if !changes.is_empty() {
         let item = NewItem {
             pfa_id: conflict.pfa_id.clone(),
             changes,
@@ -185,20 +202,6 @@ pub async fn resolve(
             )
             .await?;
         job = Some(created);
-    }
-    if !state
-        .store
-        .resolve_conflict(
-            &id,
-            request.resolution.as_str(),
-            &chosen,
-            &principal.username,
-        )
-        .await?
-    {
-        return Err(AppError::Conflict(format!(
-            "conflict {id} is already resolved"
-        )));
     }
     if let Some(job) = &job {
         state.engine.spawn_runner(job);
