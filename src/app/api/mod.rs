@@ -1,5 +1,8 @@
 //! The browser's HTTP client for the server's JSON API. Only the hydrated bundle calls it;
 //! on the server (where nothing clicks) each call answers that it needs a browser.
+//! Shared helpers are here; each area has its own module.
+
+pub mod http;
 
 use crate::protocol::{
     auth::{LoginRequest, Me},
@@ -7,7 +10,7 @@ use crate::protocol::{
 };
 
 #[cfg(feature = "hydrate")]
-fn error_message(status: u16, body: &str) -> String {
+pub(crate) fn error_message(status: u16, body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
