@@ -35,11 +35,11 @@ test-e2e: test-e2e-debug test-e2e-release ## Playwright against the debug and th
 
 test-e2e-debug: tools e2e-deps
 	cargo leptos build
-	cd end2end && E2E_BIN="$(CARGO_TARGET_DIR)/debug/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
+	cd end2end && E2E_BUILD=debug E2E_BIN="$(CARGO_TARGET_DIR)/debug/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
 
 test-e2e-release: tools e2e-deps
 	cargo leptos build --release
-	cd end2end && E2E_BIN="$(CARGO_TARGET_DIR)/release/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
+	cd end2end && E2E_BUILD=release E2E_BIN="$(CARGO_TARGET_DIR)/release/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
 
 bench: ## Benchmarks (figures printed; see benches/)
 	cargo bench --features ssr --locked

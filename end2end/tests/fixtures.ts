@@ -22,3 +22,13 @@ export { expect };
 export async function waitForHydration(page: import('@playwright/test').Page) {
   await expect(page.locator('.app')).toHaveAttribute('data-hydrated', 'true');
 }
+
+/** Signs in through the /login form (demo password) and lands on /orgs. */
+export async function signIn(page: import('@playwright/test').Page, user: string) {
+  await page.goto('/login');
+  await waitForHydration(page);
+  await page.getByTestId('login-username').fill(user);
+  await page.getByTestId('login-password').fill('pfa-demo');
+  await page.getByTestId('login-submit').click();
+  await expect(page).toHaveURL(/\/orgs$/);
+}

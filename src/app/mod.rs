@@ -64,6 +64,8 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("login") view=pages::login::LoginPage />
                         <Route path=StaticSegment("orgs") view=pages::orgs::OrgsPage />
                         <Route path=(StaticSegment("orgs"), ParamSegment("org")) view=pages::org::OrgPage />
+                        <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("jobs")) view=pages::jobs::JobsPage />
+                        <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("records"), ParamSegment("pfa")) view=pages::record_history::RecordHistoryPage />
                     </Routes>
                 </main>
             </Router>

@@ -3,6 +3,8 @@
 //! Shared helpers are here; each area has its own module.
 
 pub mod http;
+pub mod jobs;
+pub mod records;
 
 use crate::protocol::{
     auth::{LoginRequest, Me},

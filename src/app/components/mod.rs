@@ -1,4 +1,7 @@
 //! Reusable UI pieces.
 
+pub mod conflict_dialog;
+pub mod records_grid;
 pub mod server_status;
 pub mod status_banner;
+pub mod toasts;

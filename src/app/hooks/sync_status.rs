@@ -85,6 +85,8 @@ mod browser {
         setters: Setters,
         // Kept alive as long as the socket uses them.
         handlers: Vec<Box<dyn std::any::Any>>,
+        /// Events received since the last animation frame.
+        batch: Vec<SyncEvent>,
     }
 
     type Shared = Rc<RefCell<Inner>>;
@@ -122,6 +124,7 @@ mod browser {
                 org,
                 setters,
                 handlers: Vec::new(),
+                batch: Vec::new(),
             }));
             let action = shared.borrow_mut().machine.enable(now());
             apply(&shared, action);
@@ -301,6 +304,23 @@ mod browser {
         inner.socket = Some(socket);
     }
 
+    /// Hands the events received since the last frame to the page, in order.
+    fn flush(shared: &Shared) {
+        let (events, setters) = {
+            let mut inner = shared.borrow_mut();
+            (std::mem::take(&mut inner.batch), inner.setters)
+        };
+        let Some(last) = events.last().cloned() else {
+            return;
+        };
+        if let Some(callback) = setters.on_event {
+            for event in events {
+                callback.run(event);
+            }
+        }
+        setters.set_last_event.set(Some(last));
+    }
+
     fn handle_frame(shared: &Shared, text: &str) {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
             return;
@@ -330,10 +350,15 @@ mod browser {
                     if let Some(seq) = event.seq {
                         shared.borrow_mut().machine.record_seq(seq);
                     }
-                    let setters = shared.borrow().setters;
-                    setters.set_last_event.set(Some(event.clone()));
-                    if let Some(callback) = setters.on_event {
-                        callback.run(event);
+                    // Batch per animation frame: a burst of events updates the page once.
+                    let first = {
+                        let mut inner = shared.borrow_mut();
+                        inner.batch.push(event);
+                        inner.batch.len() == 1
+                    };
+                    if first {
+                        let shared = shared.clone();
+                        request_animation_frame(move || flush(&shared));
                     }
                 }
             }

@@ -1,0 +1,84 @@
+import { test, expect, waitForHydration, signIn } from './fixtures';
+
+async function openOrg(page: import('@playwright/test').Page, user: string) {
+  await signIn(page, user);
+  await page.getByTestId('org-org-rio').click();
+  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
+  await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
+}
+
+function cell(page: import('@playwright/test').Page, pfa: string, field: string) {
+  return page.locator(`[data-testid=record-row][data-pfa="${pfa}"] td[data-field="${field}"]`);
+}
+
+test('a planner edits a cell, the edit survives a reload, Save Draft is instant, and the commit syncs live', async ({ page }) => {
+  const lines: string[] = [];
+  page.on('console', (m) => lines.push(m.text()));
+  await openOrg(page, 'planner');
+  const notes = cell(page, 'PFA-00001', 'notes');
+  await notes.locator('input').fill('moved to area 2');
+  await notes.locator('input').press('Tab');
+  await expect(notes).toHaveClass(/pending/);
+  await expect(page.getByTestId('banner-headline')).toHaveText('1 unsaved');
+
+  await page.reload();
+  await waitForHydration(page);
+  await expect(cell(page, 'PFA-00001', 'notes')).toHaveClass(/pending/);
+  await expect(cell(page, 'PFA-00001', 'notes').locator('input')).toHaveValue('moved to area 2');
+
+  // "Saved!" is on screen by the next animation frame after the click: no network round trip.
+  const savedWithinAFrame = await page.evaluate(
+    () =>
+      new Promise<boolean>((resolve) => {
+        (document.querySelector('[data-testid=save-draft]') as HTMLButtonElement).click();
+        requestAnimationFrame(() => resolve(document.querySelector('[data-testid=toasts]')!.textContent!.includes('Saved!')));
+      }),
+  );
+  expect(savedWithinAFrame).toBe(true);
+  await expect(cell(page, 'PFA-00001', 'notes')).not.toHaveClass(/pending/);
+  await expect.poll(() => lines.some((l) => /^\[Performance\] Saved in \d+\.\d\dms$/.test(l))).toBe(true);
+  await expect(page.getByTestId('banner-headline')).toHaveText('1 draft(s) not committed');
+  await expect(cell(page, 'PFA-00001', 'notes')).toHaveClass(/drafted/);
+
+  await page.getByTestId('commit').click();
+  await page.getByTestId('confirm-yes').click();
+  await expect(page.getByTestId('toast').filter({ hasText: 'PFA-00001 synced!' })).toBeVisible();
+  await expect(page.getByTestId('banner-headline')).toHaveText('All changes synced');
+  await expect(page.getByTestId('banner-last-sync')).toContainText('Last sync');
+  await expect(cell(page, 'PFA-00001', 'notes').locator('input')).toHaveValue('moved to area 2');
+  await expect(page.locator('[data-testid=record-row][data-pfa="PFA-00001"] td').last()).toHaveText('2');
+});
+
+test('a failed save brings the changes back and says so', async ({ page, consoleErrors }) => {
+  await openOrg(page, 'editor');
+  await page.route('**/api/orgs/org-rio/drafts', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"UNAVAILABLE","message":"try later"}' }));
+  const equipment = cell(page, 'PFA-00002', 'equipment');
+  await equipment.locator('input').fill('TMP-42');
+  await equipment.locator('input').press('Tab');
+  await page.getByTestId('save-draft').click();
+  await expect(page.getByTestId('toast').filter({ hasText: 'Failed to save - changes reverted' })).toBeVisible();
+  await expect(equipment).toHaveClass(/pending/);
+  await expect(equipment.locator('input')).toHaveValue('TMP-42');
+  // The browser reports the refused request itself; nothing else may fail.
+  expect(consoleErrors).toEqual([expect.stringContaining('503 (Service Unavailable)')]);
+  consoleErrors.length = 0;
+});
+
+test('invalid values are flagged in the cell before saving', async ({ page }) => {
+  await openOrg(page, 'editor');
+  const end = cell(page, 'PFA-00003', 'forecastEnd');
+  await end.locator('input').fill('2020-01-01');
+  await end.locator('input').press('Tab');
+  await expect(end).toHaveClass(/invalid/);
+  await expect(end.getByTestId('cell-error')).toHaveText('must not be before forecastStart');
+});
+
+test('2,000 rows scroll to the end and a viewer cannot edit', async ({ page }) => {
+  await openOrg(page, 'viewer');
+  const grid = page.getByTestId('records-grid');
+  await grid.evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await expect(page.locator('[data-testid=record-row][data-pfa="PFA-02000"]')).toBeVisible();
+  expect(await page.getByTestId('record-row').count()).toBeLessThan(60);
+  await expect(cell(page, 'PFA-02000', 'notes').locator('input')).toBeDisabled();
+  await expect(page.getByTestId('save-draft')).toBeDisabled();
+});

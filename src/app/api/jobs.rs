@@ -1,0 +1,581 @@
+//! Sync jobs, conflicts and record history: the JSON API calls of the sync-queue dashboard, the
+//! conflict dialog and the version timeline, the rules that turn live sync events into job rows,
+//! and `send_sync_command`, which sends one command over a short-lived WebSocket.
+
+use super::http::{self, ApiError};
+use crate::protocol::{
+    events::{SyncEvent, SyncEventType},
+    frames::CommandKind,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A sync job as `GET /api/orgs/{org}/jobs` returns it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    pub username: String,
+    pub kind: String,
+    pub status: String,
+    pub total: u64,
+    pub synced: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub retries: u64,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobList {
+    pub items: Vec<Job>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobAnswer {
+    pub job: Job,
+}
+
+/// One record of a job (`GET /api/orgs/{org}/jobs/{id}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueItem {
+    pub id: i64,
+    pub pfa_id: String,
+    pub status: String,
+    pub attempts: u64,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct JobDetail {
+    pub job: Job,
+    pub items: Vec<QueueItem>,
+}
+
+/// A conflict between a change and PEMS (`GET /api/orgs/{org}/conflicts/{id}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub id: String,
+    pub pfa_id: String,
+    pub job_id: String,
+    pub fields: Vec<String>,
+    pub local_values: Map<String, Value>,
+    pub remote_values: Map<String, Value>,
+    pub base_version: i64,
+    pub remote_version: i64,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConflictList {
+    pub items: Vec<Conflict>,
+}
+
+/// Body of `POST …/conflicts/{id}/resolve`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveRequest {
+    pub resolution: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolveAnswer {
+    pub conflict: Conflict,
+    pub job: Option<Job>,
+}
+
+/// `GET …/records/{pfa}/history`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    pub pfa_id: String,
+    pub current_version: i64,
+    pub versions: Vec<Version>,
+}
+
+/// One accepted write of a record; `changes` is `{field: {from, to}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub version: i64,
+    pub changes: Map<String, Value>,
+    pub changed_by: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub kind: String,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackRequest {
+    pub version: i64,
+    pub reason: String,
+}
+
+/// What the server answered to a sync command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandResult {
+    pub ok: bool,
+    pub message: String,
+}
+
+pub async fn list_jobs(org: &str, status: Option<&str>) -> Result<Vec<Job>, ApiError> {
+    let query = status.map(|s| format!("?status={s}")).unwrap_or_default();
+    http::get::<JobList>(&format!("/api/orgs/{org}/jobs{query}"))
+        .await
+        .map(|l| l.items)
+}
+
+pub async fn job_detail(org: &str, job_id: &str) -> Result<JobDetail, ApiError> {
+    http::get(&format!("/api/orgs/{org}/jobs/{job_id}")).await
+}
+
+pub async fn open_conflicts(org: &str) -> Result<Vec<Conflict>, ApiError> {
+    http::get::<ConflictList>(&format!("/api/orgs/{org}/conflicts?status=open"))
+        .await
+        .map(|l| l.items)
+}
+
+pub async fn conflict(org: &str, id: &str) -> Result<Conflict, ApiError> {
+    http::get(&format!("/api/orgs/{org}/conflicts/{id}")).await
+}
+
+pub async fn resolve_conflict(
+    org: &str,
+    id: &str,
+    body: &ResolveRequest,
+) -> Result<ResolveAnswer, ApiError> {
+    http::send(
+        "POST",
+        &format!("/api/orgs/{org}/conflicts/{id}/resolve"),
+        body,
+    )
+    .await
+}
+
+pub async fn record_history(org: &str, pfa: &str) -> Result<History, ApiError> {
+    http::get(&format!("/api/orgs/{org}/records/{pfa}/history")).await
+}
+
+pub async fn rollback(org: &str, pfa: &str, body: &RollbackRequest) -> Result<Job, ApiError> {
+    http::send::<_, JobAnswer>(
+        "POST",
+        &format!("/api/orgs/{org}/records/{pfa}/rollback"),
+        body,
+    )
+    .await
+    .map(|a| a.job)
+}
+
+/// The server's message, followed by its per-field messages when there are any.
+pub fn describe(error: &ApiError) -> String {
+    let mut parts = Vec::new();
+    if let Some(Value::Object(fields)) = &error.fields {
+        for (name, message) in fields {
+            match message {
+                Value::String(m) => parts.push(format!("{name}: {m}")),
+                other => parts.push(format!("{name}: {other}")),
+            }
+        }
+    }
+    if parts.is_empty() {
+        error.message.clone()
+    } else {
+        format!("{} ({})", error.message, parts.join("; "))
+    }
+}
+
+/// A JSON value as a person reads it: strings without quotes, null as "(empty)".
+pub fn show_value(value: &Value) -> String {
+    match value {
+        Value::Null => "(empty)".to_owned(),
+        Value::String(s) if s.is_empty() => "(empty)".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Statuses after which a job changes no more.
+pub fn is_terminal(status: &str) -> bool {
+    matches!(
+        status,
+        "completed" | "completed_with_conflicts" | "failed" | "cancelled"
+    )
+}
+
+impl Job {
+    /// Records finished so far, whatever the outcome.
+    pub fn done(&self) -> u64 {
+        self.synced + self.conflicts + self.failed
+    }
+
+    pub fn percent(&self) -> u64 {
+        (self.done() * 100)
+            .checked_div(self.total)
+            .unwrap_or(0)
+            .min(100)
+    }
+
+    /// The commands the job's status allows, in display order.
+    pub fn allowed_commands(&self) -> Vec<CommandKind> {
+        match self.status.as_str() {
+            "queued" | "running" => vec![CommandKind::PauseSync, CommandKind::CancelSync],
+            "paused" => vec![CommandKind::ResumeSync, CommandKind::CancelSync],
+            "failed" => vec![CommandKind::RetrySync],
+            "completed_with_conflicts" if self.failed > 0 => vec![CommandKind::RetrySync],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Seconds left for a running job, from its rate so far (elapsed / done × remaining).
+    pub fn eta_secs(&self, now: DateTime<Utc>) -> Option<i64> {
+        if self.status != "running" || self.done() == 0 || self.done() >= self.total {
+            return None;
+        }
+        let elapsed = (now - self.started_at?).num_milliseconds().max(0);
+        let remaining = (self.total - self.done()) as i64;
+        Some((elapsed * remaining / self.done() as i64 + 999) / 1000)
+    }
+
+    /// Brings the row up to date with a live event of this job: job-level events carry
+    /// `data.jobStatus`, progress carries the counts.
+    pub fn apply_event(&mut self, event: &SyncEvent) {
+        let data = event.data.as_ref();
+        let number = |key: &str| data.and_then(|d| d.get(key)).and_then(Value::as_u64);
+        if event.pfa_id.is_none() {
+            if let Some(status) = data
+                .and_then(|d| d.get("jobStatus"))
+                .and_then(Value::as_str)
+            {
+                self.status = status.to_owned();
+            }
+        }
+        if event.kind == SyncEventType::SyncProgress {
+            self.total = number("total").unwrap_or(self.total);
+            self.synced = number("synced").unwrap_or(self.synced);
+            self.conflicts = number("conflicts").unwrap_or(self.conflicts);
+            self.failed = number("failed").unwrap_or(self.failed);
+        }
+        if self.status == "running" && self.started_at.is_none() {
+            self.started_at = Some(event.timestamp);
+        }
+        if is_terminal(&self.status) && self.completed_at.is_none() {
+            self.completed_at = Some(event.timestamp);
+        }
+    }
+}
+
+/// The button text of a command.
+pub fn command_label(kind: CommandKind) -> &'static str {
+    match kind {
+        CommandKind::PauseSync => "Pause",
+        CommandKind::ResumeSync => "Resume",
+        CommandKind::CancelSync => "Cancel",
+        CommandKind::RetrySync => "Retry",
+    }
+}
+
+/// Seconds as "42 s" or "3 min 05 s".
+pub fn format_secs(secs: i64) -> String {
+    if secs < 60 {
+        format!("{secs} s")
+    } else {
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    }
+}
+
+/// A timestamp in the browser's local time.
+pub fn format_time(at: &DateTime<Utc>) -> String {
+    at.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// A timestamp in the browser's local time, short: the time of day when it is today.
+pub fn format_time_short(at: &DateTime<Utc>) -> String {
+    let local = at.with_timezone(&chrono::Local);
+    if local.date_naive() == chrono::Local::now().date_naive() {
+        local.format("%H:%M:%S").to_string()
+    } else {
+        local.format("%b %d %H:%M").to_string()
+    }
+}
+
+/// Sends one sync command over a short-lived WebSocket to `/api/ws/sync/{org}` (same origin, so
+/// the session cookie goes along): waits for CONNECTED, sends the command with a fresh
+/// `commandId`, answers with the matching COMMAND_RESULT and closes with 1000.
+pub async fn send_sync_command(
+    org: &str,
+    kind: CommandKind,
+    job_id: &str,
+) -> Result<CommandResult, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        command_socket::send(org, kind, job_id).await
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (org, kind, job_id);
+        Err("sync commands are sent from the browser".to_owned())
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod command_socket {
+    use super::CommandResult;
+    use crate::protocol::frames::{ClientCommand, CommandKind};
+    use leptos::prelude::{set_timeout_with_handle, window};
+    use serde_json::Value;
+    use std::{
+        cell::RefCell,
+        future::Future,
+        pin::Pin,
+        rc::Rc,
+        task::{Context, Poll, Waker},
+        time::Duration,
+    };
+    use wasm_bindgen::{closure::Closure, JsCast};
+    use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+    /// How long to wait for the answer before giving up.
+    const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+    type Outcome = Result<CommandResult, String>;
+
+    /// A one-shot slot the socket handlers fill (first outcome wins) and the caller awaits.
+    #[derive(Default)]
+    struct Slot {
+        outcome: Option<Outcome>,
+        settled: bool,
+        waker: Option<Waker>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Slot>>);
+
+    impl Shared {
+        fn settle(&self, outcome: Outcome) {
+            let mut slot = self.0.borrow_mut();
+            if slot.settled {
+                return;
+            }
+            slot.settled = true;
+            slot.outcome = Some(outcome);
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl Future for Shared {
+        type Output = Outcome;
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+            let mut slot = self.0.borrow_mut();
+            match slot.outcome.take() {
+                Some(outcome) => Poll::Ready(outcome),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn socket_url(org: &str) -> String {
+        let location = window().location();
+        let scheme = if location.protocol().unwrap_or_default() == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!(
+            "{scheme}://{}/api/ws/sync/{org}",
+            location.host().unwrap_or_default()
+        )
+    }
+
+    fn new_command_id() -> String {
+        format!(
+            "ui-{}-{:08x}",
+            js_sys::Date::now() as u64,
+            (js_sys::Math::random() * f64::from(u32::MAX)) as u32
+        )
+    }
+
+    pub async fn send(org: &str, kind: CommandKind, job_id: &str) -> Outcome {
+        let command = ClientCommand {
+            kind,
+            job_id: job_id.to_owned(),
+            command_id: new_command_id(),
+        };
+        let text = serde_json::to_string(&command).map_err(|e| e.to_string())?;
+        let socket = WebSocket::new(&socket_url(org)).map_err(|e| format!("{e:?}"))?;
+        let shared = Shared::default();
+
+        let on_message = {
+            let (socket, shared, command_id) =
+                (socket.clone(), shared.clone(), command.command_id.clone());
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let Some(raw) = event.data().as_string() else {
+                    return;
+                };
+                let Ok(frame) = serde_json::from_str::<Value>(&raw) else {
+                    return;
+                };
+                let message = frame
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                match frame.get("type").and_then(Value::as_str) {
+                    Some("CONNECTED") if socket.send_with_str(&text).is_err() => {
+                        shared.settle(Err("could not send the command".to_owned()));
+                    }
+                    Some("COMMAND_RESULT")
+                        if frame.get("commandId").and_then(Value::as_str)
+                            == Some(command_id.as_str()) =>
+                    {
+                        let ok = frame.get("ok").and_then(Value::as_bool).unwrap_or(false);
+                        shared.settle(Ok(CommandResult { ok, message }));
+                    }
+                    Some("ERROR") => shared.settle(Err(message)),
+                    _ => {}
+                }
+            })
+        };
+        let on_close = {
+            let shared = shared.clone();
+            Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+                let reason = event.reason();
+                shared.settle(Err(if reason.is_empty() {
+                    format!(
+                        "the connection closed before the server answered (code {})",
+                        event.code()
+                    )
+                } else {
+                    reason
+                }));
+            })
+        };
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        let timeout = {
+            let shared = shared.clone();
+            set_timeout_with_handle(
+                move || shared.settle(Err("the server did not answer in time".to_owned())),
+                ANSWER_TIMEOUT,
+            )
+            .ok()
+        };
+
+        let outcome = shared.await;
+
+        if let Some(timeout) = timeout {
+            timeout.clear();
+        }
+        socket.set_onmessage(None);
+        socket.set_onclose(None);
+        if socket.ready_state() == WebSocket::OPEN {
+            let _ = socket.close_with_code(1000);
+        }
+        drop((on_message, on_close));
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: &str) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "id": "job-1", "username": "planner", "kind": "commit", "status": status,
+            "total": 10, "synced": 2, "conflicts": 1, "failed": 1, "retries": 0,
+            "createdAt": "2026-11-26T00:52:18.039367Z", "startedAt": "2026-11-26T00:52:18.039367Z",
+            "completedAt": null, "organizationId": "org-rio", "userId": 3, "reason": null
+        }))
+        .unwrap()
+    }
+
+    fn event(raw: serde_json::Value) -> SyncEvent {
+        serde_json::from_value(raw).unwrap()
+    }
+
+    #[test]
+    fn commands_follow_the_job_status() {
+        use CommandKind::*;
+        assert_eq!(
+            job("running").allowed_commands(),
+            vec![PauseSync, CancelSync]
+        );
+        assert_eq!(
+            job("queued").allowed_commands(),
+            vec![PauseSync, CancelSync]
+        );
+        assert_eq!(
+            job("paused").allowed_commands(),
+            vec![ResumeSync, CancelSync]
+        );
+        assert_eq!(job("failed").allowed_commands(), vec![RetrySync]);
+        assert_eq!(
+            job("completed_with_conflicts").allowed_commands(),
+            vec![RetrySync]
+        );
+        assert!(job("completed").allowed_commands().is_empty());
+        assert!(job("cancelled").allowed_commands().is_empty());
+    }
+
+    #[test]
+    fn eta_extrapolates_the_rate_so_far() {
+        let j = job("running");
+        let now = j.started_at.unwrap() + chrono::Duration::seconds(4);
+        // 4 done in 4 s, 6 left: 6 s.
+        assert_eq!(j.eta_secs(now), Some(6));
+        assert_eq!(job("paused").eta_secs(now), None);
+        assert_eq!(j.percent(), 40);
+    }
+
+    #[test]
+    fn progress_and_terminal_events_update_the_row() {
+        let mut j = job("queued");
+        j.apply_event(&event(serde_json::json!({
+            "type": "SYNC_PROGRESS", "jobId": "job-1", "progress": 50,
+            "timestamp": "2026-11-26T00:52:19.000000Z",
+            "data": {"jobStatus": "running", "total": 10, "synced": 5, "conflicts": 0, "failed": 0}
+        })));
+        assert_eq!((j.status.as_str(), j.synced, j.done()), ("running", 5, 5));
+        j.apply_event(&event(serde_json::json!({
+            "type": "SYNC_SUCCESS", "jobId": "job-1", "timestamp": "2026-11-26T00:52:20.000000Z",
+            "data": {"jobStatus": "completed"}
+        })));
+        assert_eq!(j.status, "completed");
+        assert!(j.completed_at.is_some());
+    }
+
+    #[test]
+    fn a_record_event_does_not_change_the_job_status() {
+        let mut j = job("running");
+        j.apply_event(&event(serde_json::json!({
+            "type": "SYNC_FAILED", "jobId": "job-1", "pfaId": "PFA-00001",
+            "timestamp": "2026-11-26T00:52:20.000000Z", "data": {"jobStatus": "failed"}
+        })));
+        assert_eq!(j.status, "running");
+    }
+}

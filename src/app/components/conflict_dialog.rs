@@ -1,0 +1,234 @@
+//! The conflict-resolution dialog: a modal that shows, for every field PEMS and the user both
+//! changed, "Your value" beside "PEMS value", and resolves the conflict with the user's values,
+//! PEMS's, or a per-field merge. Opens when `conflict_id` is `Some`; closes on success, Cancel
+//! or Escape.
+
+use crate::app::api::jobs::{self, show_value, Conflict, ResolveAnswer, ResolveRequest};
+use leptos::{html, prelude::*};
+use serde_json::Map;
+use std::collections::BTreeMap;
+
+/// Which side a merged field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Mine,
+    Pems,
+}
+
+#[component]
+pub fn ConflictDialog(
+    org: Signal<String>,
+    conflict_id: Signal<Option<String>>,
+    on_close: Callback<()>,
+    /// Told about a successful resolution (before `on_close`).
+    #[prop(optional)]
+    on_resolved: Option<Callback<ResolveAnswer>>,
+) -> impl IntoView {
+    let conflict = RwSignal::new(None::<Result<Conflict, String>>);
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let merging = RwSignal::new(false);
+    let choices = RwSignal::new(BTreeMap::<String, Side>::new());
+    let dialog_ref = NodeRef::<html::Div>::new();
+
+    Effect::new(move |_| {
+        let (org, id) = (org.get(), conflict_id.get());
+        conflict.set(None);
+        error.set(None);
+        busy.set(false);
+        merging.set(false);
+        choices.set(BTreeMap::new());
+        if let Some(id) = id {
+            leptos::task::spawn_local(async move {
+                let answer = jobs::conflict(&org, &id).await;
+                if conflict_id.get_untracked().as_deref() == Some(id.as_str()) {
+                    conflict.set(Some(answer.map_err(|e| jobs::describe(&e))));
+                }
+            });
+        }
+    });
+    // Focus moves into the dialog when it opens, so Escape and Tab act on it.
+    Effect::new(move |_| {
+        if conflict_id.get().is_some() {
+            if let Some(dialog) = dialog_ref.get() {
+                let _ = dialog.focus();
+            }
+        }
+    });
+    Effect::new(move |_| {
+        let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.key() == "Escape" && conflict_id.get_untracked().is_some() {
+                on_close.run(());
+            }
+        });
+        on_cleanup(move || handle.remove());
+    });
+
+    let resolve = move |resolution: &'static str| {
+        let Some(id) = conflict_id.get_untracked() else {
+            return;
+        };
+        let values = if resolution == "merge" {
+            let Some(Ok(c)) = conflict.get_untracked() else {
+                return;
+            };
+            let chosen = choices.get_untracked();
+            let mut values = Map::new();
+            for field in &c.fields {
+                let side = match chosen.get(field) {
+                    Some(side) => side,
+                    None => {
+                        error.set(Some(format!("Choose your value or PEMS's for {field}")));
+                        return;
+                    }
+                };
+                let source = if *side == Side::Mine {
+                    &c.local_values
+                } else {
+                    &c.remote_values
+                };
+                values.insert(
+                    field.clone(),
+                    source.get(field).cloned().unwrap_or_default(),
+                );
+            }
+            Some(values)
+        } else {
+            None
+        };
+        busy.set(true);
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            let body = ResolveRequest { resolution, values };
+            match jobs::resolve_conflict(&org.get_untracked(), &id, &body).await {
+                Ok(answer) => {
+                    busy.set(false);
+                    if let Some(on_resolved) = on_resolved {
+                        on_resolved.run(answer);
+                    }
+                    on_close.run(());
+                }
+                Err(e) => {
+                    busy.set(false);
+                    error.set(Some(jobs::describe(&e)));
+                }
+            }
+        });
+    };
+
+    let field_row = move |c: &Conflict, field: String| {
+        let mine = c
+            .local_values
+            .get(&field)
+            .map(show_value)
+            .unwrap_or_default();
+        let pems = c
+            .remote_values
+            .get(&field)
+            .map(show_value)
+            .unwrap_or_default();
+        let choose = {
+            let field = field.clone();
+            move |side: Side| {
+                let field = field.clone();
+                move |_| {
+                    choices.update(|c| {
+                        c.insert(field.clone(), side);
+                    })
+                }
+            }
+        };
+        let is = {
+            let field = field.clone();
+            move |side: Side| {
+                let field = field.clone();
+                move || choices.with(|c| c.get(&field) == Some(&side))
+            }
+        };
+        let radio_name = format!("merge-{field}");
+        let (mine_id, pems_id) = (format!("merge-{field}-mine"), format!("merge-{field}-pems"));
+        view! {
+            <tr data-testid="conflict-field" data-field=field.clone()>
+                <th scope="row">{field.clone()}</th>
+                <td data-testid="conflict-mine">{mine}</td>
+                <td data-testid="conflict-pems">{pems}</td>
+                <Show when=move || merging.get()>
+                    <td>
+                        <label class="choice">
+                            <input type="radio" name=radio_name.clone() data-testid=mine_id.clone()
+                                prop:checked=is(Side::Mine) on:change=choose(Side::Mine) />
+                            " Mine"
+                        </label>
+                        <label class="choice">
+                            <input type="radio" name=radio_name.clone() data-testid=pems_id.clone()
+                                prop:checked=is(Side::Pems) on:change=choose(Side::Pems) />
+                            " PEMS"
+                        </label>
+                    </td>
+                </Show>
+            </tr>
+        }
+    };
+
+    view! {
+        <Show when=move || conflict_id.get().is_some()>
+            <div class="modal-backdrop">
+                <div class="modal" role="dialog" aria-modal="true" aria-labelledby="conflict-dialog-title"
+                    tabindex="-1" node_ref=dialog_ref data-testid="conflict-dialog">
+                    {move || match conflict.get() {
+                        None => view! {
+                            <h2 id="conflict-dialog-title">"Conflict"</h2>
+                            <p class="muted">"Loading…"</p>
+                        }.into_any(),
+                        Some(Err(e)) => view! {
+                            <h2 id="conflict-dialog-title">"Conflict"</h2>
+                            <p class="bad" role="alert">{e}</p>
+                        }.into_any(),
+                        Some(Ok(c)) => view! {
+                            <h2 id="conflict-dialog-title">
+                                "Conflict on " <span data-testid="conflict-record">{c.pfa_id.clone()}</span>
+                            </h2>
+                            <p class="muted">
+                                "PEMS changed this record (now version " {c.remote_version}
+                                ") since your change was made. Choose which values to keep."
+                            </p>
+                            <table class="conflict-table">
+                                <thead><tr>
+                                    <th scope="col">"Field"</th>
+                                    <th scope="col">"Your value"</th>
+                                    <th scope="col">"PEMS value"</th>
+                                    <Show when=move || merging.get()><th scope="col">"Keep"</th></Show>
+                                </tr></thead>
+                                <tbody>
+                                    {c.fields.iter().map(|f| field_row(&c, f.clone())).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                    }}
+                    <p class="bad" role="alert" data-testid="conflict-error">{move || error.get()}</p>
+                    <div class="modal-actions">
+                        <Show when=move || !merging.get()
+                            fallback=move || view! {
+                                <button type="button" class="button" data-testid="conflict-apply-merge"
+                                    disabled=move || busy.get() on:click=move |_| resolve("merge")>"Apply merge"</button>
+                                <button type="button" class="button secondary" data-testid="conflict-merge-back"
+                                    on:click=move |_| merging.set(false)>"Back"</button>
+                            }>
+                            <button type="button" class="button" data-testid="conflict-use-mine"
+                                disabled=move || busy.get() || !matches!(conflict.get(), Some(Ok(_)))
+                                on:click=move |_| resolve("use_local")>"Use mine"</button>
+                            <button type="button" class="button" data-testid="conflict-use-pems"
+                                disabled=move || busy.get() || !matches!(conflict.get(), Some(Ok(_)))
+                                on:click=move |_| resolve("use_pems")>"Use PEMS"</button>
+                            <button type="button" class="button" data-testid="conflict-merge"
+                                disabled=move || busy.get() || !matches!(conflict.get(), Some(Ok(_)))
+                                on:click=move |_| { error.set(None); merging.set(true) }>"Merge…"</button>
+                        </Show>
+                        <button type="button" class="button secondary" data-testid="conflict-cancel"
+                            on:click=move |_| on_close.run(())>"Cancel"</button>
+                    </div>
+                </div>
+            </div>
+        </Show>
+    }
+}
