@@ -34,9 +34,16 @@ test('a viewer only sees the organizations they belong to, and another org refus
   await signIn(page, 'viewer');
   await expect(page.getByTestId('org-org-rio')).toBeVisible();
   await expect(page.getByTestId('org-org-portarthur')).toHaveCount(0);
+  const attempts: string[] = [];
+  page.on('console', (m) => {
+    if (m.text().startsWith('[WebSocket] Connecting to:')) attempts.push(m.text());
+  });
   await page.goto('/orgs/org-portarthur');
   await waitForHydration(page);
   await expect(page.getByTestId('ws-stopped')).toHaveText('You are not a member of this organization');
+  // 4403 is terminal: no retry storm (the first reconnect would come after about a second).
+  await page.waitForTimeout(3000);
+  expect(attempts).toHaveLength(1);
   await expect(page.getByTestId('ws-badge')).toHaveAttribute('aria-label', 'WebSocket disconnected');
   // The records request of the foreign org is refused with 404 (no existence leak).
   expect(consoleErrors.every((e) => e.includes('404 (Not Found)'))).toBe(true);

@@ -26,15 +26,29 @@ test('a planner edits a cell, the edit survives a reload, Save Draft is instant,
   await expect(cell(page, 'PFA-00001', 'notes')).toHaveClass(/pending/);
   await expect(cell(page, 'PFA-00001', 'notes').locator('input')).toHaveValue('moved to area 2');
 
-  // "Saved!" is on screen by the next animation frame after the click: no network round trip.
-  const savedWithinAFrame = await page.evaluate(
+  // "Saved!" is on screen by the next animation frame after the click (no network round trip),
+  // and well under the card's 100 ms, measured in the page with performance.now().
+  const saved = await page.evaluate(
     () =>
-      new Promise<boolean>((resolve) => {
+      new Promise<{ withinFrame: boolean; ms: number }>((resolve) => {
+        const toasts = document.querySelector('[data-testid=toasts]')!;
+        const started = performance.now();
+        const observer = new MutationObserver(() => {
+          if (toasts.textContent!.includes('Saved!')) {
+            observer.disconnect();
+            resolve({ withinFrame: true, ms: performance.now() - started });
+          }
+        });
+        observer.observe(toasts, { childList: true, subtree: true, characterData: true });
         (document.querySelector('[data-testid=save-draft]') as HTMLButtonElement).click();
-        requestAnimationFrame(() => resolve(document.querySelector('[data-testid=toasts]')!.textContent!.includes('Saved!')));
+        requestAnimationFrame(() => {
+          if (!toasts.textContent!.includes('Saved!')) resolve({ withinFrame: false, ms: performance.now() - started });
+        });
       }),
   );
-  expect(savedWithinAFrame).toBe(true);
+  console.log(`Saved! shown ${saved.ms.toFixed(2)} ms after the click`);
+  expect(saved.withinFrame).toBe(true);
+  expect(saved.ms).toBeLessThan(100);
   await expect(cell(page, 'PFA-00001', 'notes')).not.toHaveClass(/pending/);
   await expect.poll(() => lines.some((l) => /^\[Performance\] Saved in \d+\.\d\dms$/.test(l))).toBe(true);
   await expect(page.getByTestId('banner-headline')).toHaveText('1 draft(s) not committed');
@@ -51,7 +65,7 @@ test('a planner edits a cell, the edit survives a reload, Save Draft is instant,
 
 test('a failed save brings the changes back and says so', async ({ page, consoleErrors }) => {
   await openOrg(page, 'editor');
-  await page.route('**/api/orgs/org-rio/drafts', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"UNAVAILABLE","message":"try later"}' }));
+  await page.route('**/api/orgs/org-rio/drafts', (route) => route.fulfill({ status: 500, contentType: 'application/json', body: '{"error":"INTERNAL","message":"internal error"}' }));
   const equipment = cell(page, 'PFA-00002', 'equipment');
   await equipment.locator('input').fill('TMP-42');
   await equipment.locator('input').press('Tab');
@@ -60,7 +74,7 @@ test('a failed save brings the changes back and says so', async ({ page, console
   await expect(equipment).toHaveClass(/pending/);
   await expect(equipment.locator('input')).toHaveValue('TMP-42');
   // The browser reports the refused request itself; nothing else may fail.
-  expect(consoleErrors).toEqual([expect.stringContaining('503 (Service Unavailable)')]);
+  expect(consoleErrors).toEqual([expect.stringContaining('500 (Internal Server Error)')]);
   consoleErrors.length = 0;
 });
 
