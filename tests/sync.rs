@@ -567,6 +567,30 @@ async fn an_admin_rolls_a_record_back_to_an_older_version() {
         )
         .await;
     assert_eq!(history["versions"][0]["kind"], "rollback");
+    let (_, audit) = server
+        .api("GET", &format!("/api/orgs/{ORG}/audit"), &admin, None)
+        .await;
+    let actions: Vec<(&str, &str)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["username"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("planner", "drafts.save"),
+        ("planner", "drafts.commit"),
+        ("admin", "record.rollback"),
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected:?} missing from the audit trail: {actions:?}"
+        );
+    }
     assert!(history["versions"][0]["reason"]
         .as_str()
         .unwrap()

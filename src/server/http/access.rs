@@ -3,7 +3,7 @@
 
 use crate::{
     domain::{org::OrgId, role::Role},
-    server::{auth::Principal, error::AppError},
+    server::{auth::Principal, error::AppError, store::Store},
 };
 
 /// Checks that the caller is a member of `org` with at least `required`; returns their role.
@@ -16,4 +16,26 @@ pub fn require(principal: &Principal, org: &str, required: Role) -> Result<Role,
         )));
     }
     Ok(role)
+}
+
+/// Appends an entry to the organization's audit trail on behalf of the caller.
+pub async fn audit(
+    store: &Store,
+    org: &str,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), AppError> {
+    store
+        .audit(
+            org,
+            Some(principal.user_id),
+            &principal.username,
+            action,
+            target,
+            detail,
+        )
+        .await?;
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Drafts: save in batch (all or nothing), list, discard, and commit into a sync job.
 
-use super::access::require;
+use super::access::{audit, require};
 use crate::{
     domain::{pfa::Delta, role::Role},
     server::{
@@ -104,17 +104,15 @@ pub async fn save(
         .store
         .save_drafts(&org, principal.user_id, &valid)
         .await?;
-    state
-        .store
-        .audit(
-            &org,
-            Some(principal.user_id),
-            &principal.username,
-            "drafts.save",
-            &org,
-            json!({"count": valid.len()}),
-        )
-        .await?;
+    audit(
+        &state.store,
+        &org,
+        &principal,
+        "drafts.save",
+        &org,
+        json!({"count": valid.len()}),
+    )
+    .await?;
     Ok(Json(json!({ "saved": valid.len() })))
 }
 
@@ -141,17 +139,15 @@ pub async fn discard(
         .store
         .discard_drafts(&org, principal.user_id, selection.pfa_ids.as_deref())
         .await?;
-    state
-        .store
-        .audit(
-            &org,
-            Some(principal.user_id),
-            &principal.username,
-            "drafts.discard",
-            &org,
-            json!({"count": removed}),
-        )
-        .await?;
+    audit(
+        &state.store,
+        &org,
+        &principal,
+        "drafts.discard",
+        &org,
+        json!({"count": removed}),
+    )
+    .await?;
     Ok(Json(json!({ "discarded": removed })))
 }
 
@@ -192,17 +188,15 @@ pub async fn commit(
             &items,
         )
         .await?;
-    state
-        .store
-        .audit(
-            &org,
-            Some(principal.user_id),
-            &principal.username,
-            "drafts.commit",
-            &job.id,
-            json!({"records": items.len()}),
-        )
-        .await?;
+    audit(
+        &state.store,
+        &org,
+        &principal,
+        "drafts.commit",
+        &job.id,
+        json!({"records": items.len()}),
+    )
+    .await?;
     state.engine.spawn_runner(&job);
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
 }

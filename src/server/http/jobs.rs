@@ -206,9 +206,7 @@ pub async fn resolve(
     if let Some(job) = &job {
         state.engine.spawn_runner(job);
     }
-    state
-        .store
-        .audit(&org, Some(principal.user_id), &principal.username, "conflict.resolve", &id,
+    super::access::audit(&state.store, &org, &principal, "conflict.resolve", &id,
                json!({"resolution": request.resolution.as_str(), "jobId": job.as_ref().map(|j| j.id.clone())}))
         .await?;
     let conflict = state.store.conflict(&org, &id).await?;

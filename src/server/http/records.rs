@@ -1,7 +1,7 @@
 //! Records: list (filters, search, sorting, paging; each merged with the caller's draft),
 //! one record, its history, and rollback.
 
-use super::access::require;
+use super::access::{audit, require};
 use crate::{
     domain::{pfa::Delta, role::Role},
     server::{
@@ -211,17 +211,15 @@ pub async fn rollback(
             &[item],
         )
         .await?;
-    state
-        .store
-        .audit(
-            &org,
-            Some(principal.user_id),
-            &principal.username,
-            "record.rollback",
-            &pfa_id,
-            json!({"toVersion": request.version, "reason": reason, "jobId": job.id}),
-        )
-        .await?;
+    audit(
+        &state.store,
+        &org,
+        &principal,
+        "record.rollback",
+        &pfa_id,
+        json!({"toVersion": request.version, "reason": reason, "jobId": job.id}),
+    )
+    .await?;
     state.engine.spawn_runner(&job);
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
 }
