@@ -69,21 +69,29 @@ async fn commit(server: &TestServer, token: &str) -> String {
 
 /// Reads events until the job-level terminal event of `job`; returns every event of the job.
 async fn until_job_ends(socket: &mut Socket, job: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
+    until_jobs_end(socket, &[job]).await.remove(0)
+}
+
+/// Reads events until every job in `jobs` has had its job-level terminal event (in any
+/// order, so a job that finishes first is not missed); returns each job's events.
+async fn until_jobs_end(socket: &mut Socket, jobs: &[&str]) -> Vec<Vec<Value>> {
+    let mut seen: Vec<Vec<Value>> = vec![Vec::new(); jobs.len()];
+    let mut open = jobs.len();
+    while open > 0 {
         let e = tokio::time::timeout(Duration::from_secs(20), common::next_event(socket))
             .await
-            .expect("job ends in time");
-        if e["jobId"] != job {
+            .expect("jobs end in time");
+        let Some(i) = jobs.iter().position(|j| e["jobId"] == *j) else {
             continue;
-        }
+        };
         let terminal = e["pfaId"].is_null()
             && matches!(e["type"].as_str(), Some("SYNC_SUCCESS" | "SYNC_FAILED"));
-        seen.push(e);
+        seen[i].push(e);
         if terminal {
-            return seen;
+            open -= 1;
         }
     }
+    seen
 }
 
 fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -224,9 +232,11 @@ async fn an_overlapping_remote_edit_is_a_conflict_resolved_each_of_the_three_way
     )
     .await;
     assert_eq!((s1, s2, s3), (200, 200, 200), "{r1} {r2} {r3}");
-    for r in [&r1, &r2, &r3] {
-        until_job_ends(&mut socket, r["job"]["id"].as_str().unwrap()).await;
-    }
+    let resolution_jobs: Vec<&str> = [&r1, &r2, &r3]
+        .iter()
+        .map(|r| r["job"]["id"].as_str().unwrap())
+        .collect();
+    until_jobs_end(&mut socket, &resolution_jobs).await;
     let (one, two, three) = (
         record(&server, &planner, 1).await,
         record(&server, &planner, 2).await,
