@@ -94,6 +94,29 @@ async fn until_jobs_end(socket: &mut Socket, jobs: &[&str]) -> Vec<Vec<Value>> {
     seen
 }
 
+/// Saves one draft of record `n` as `token` and commits it while watching the socket; answers
+/// the job id and the job's events up to its terminal one.
+async fn sync_one(
+    server: &TestServer,
+    token: &str,
+    n: usize,
+    changes: Value,
+) -> (String, Vec<Value>) {
+    let (status, body) = save(
+        server,
+        token,
+        json!([{ "pfaId": pfa(n), "changes": changes }]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (mut socket, _) = server
+        .subscribe(ORG, &Auth::Bearer(token.to_owned()), None)
+        .await;
+    let job_id = commit(server, token).await;
+    let events = until_job_ends(&mut socket, &job_id).await;
+    (job_id, events)
+}
+
 fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
@@ -274,17 +297,7 @@ async fn a_non_overlapping_remote_edit_merges_silently() {
     let server = server().await;
     let planner = server.token("planner", &[]).await;
     remote_edit(&server, 4, json!({"notes": "changed in PEMS"})).await;
-    save(
-        &server,
-        &planner,
-        json!([{ "pfaId": pfa(4), "changes": { "equipment": "CR-9999" } }]),
-    )
-    .await;
-    let (mut socket, _) = server
-        .subscribe(ORG, &Auth::Bearer(planner.clone()), None)
-        .await;
-    let job_id = commit(&server, &planner).await;
-    let events = until_job_ends(&mut socket, &job_id).await;
+    let (_, events) = sync_one(&server, &planner, 4, json!({ "equipment": "CR-9999" })).await;
     assert!(of_type(&events, "SYNC_CONFLICT").is_empty());
     assert_eq!(of_type(&events, "SYNC_SUCCESS")[0]["pfaId"], pfa(4));
     let merged = record(&server, &planner, 4).await;
@@ -310,17 +323,8 @@ async fn two_503s_are_retried_then_the_write_succeeds() {
     let server = server().await;
     let planner = server.token("planner", &[]).await;
     set_faults(&server, json!({"failNext": [503, 503]})).await;
-    save(
-        &server,
-        &planner,
-        json!([{ "pfaId": pfa(5), "changes": { "notes": "third time lucky" } }]),
-    )
-    .await;
-    let (mut socket, _) = server
-        .subscribe(ORG, &Auth::Bearer(planner.clone()), None)
-        .await;
-    let job_id = commit(&server, &planner).await;
-    let events = until_job_ends(&mut socket, &job_id).await;
+    let (job_id, events) =
+        sync_one(&server, &planner, 5, json!({ "notes": "third time lucky" })).await;
     assert!(of_type(&events, "SYNC_FAILED").is_empty(), "{events:?}");
     assert_eq!(events.last().unwrap()["data"]["jobStatus"], "completed");
     let detail = job(&server, &planner, &job_id).await;
@@ -333,17 +337,7 @@ async fn a_503_that_never_ends_fails_retryable_after_the_configured_attempts() {
     let server = server().await;
     let planner = server.token("planner", &[]).await;
     set_faults(&server, json!({"errorRate": 1.0, "errorStatus": 503})).await;
-    save(
-        &server,
-        &planner,
-        json!([{ "pfaId": pfa(6), "changes": { "notes": "never" } }]),
-    )
-    .await;
-    let (mut socket, _) = server
-        .subscribe(ORG, &Auth::Bearer(planner.clone()), None)
-        .await;
-    let job_id = commit(&server, &planner).await;
-    let events = until_job_ends(&mut socket, &job_id).await;
+    let (_, events) = sync_one(&server, &planner, 6, json!({ "notes": "never" })).await;
     let failed = of_type(&events, "SYNC_FAILED");
     assert_eq!(failed[0]["pfaId"], pfa(6));
     assert_eq!(failed[0]["data"]["errorCode"], "PEMS_UNAVAILABLE");
@@ -362,17 +356,7 @@ async fn a_400_fails_at_once_and_is_not_retryable() {
     let server = server().await;
     let planner = server.token("planner", &[]).await;
     set_faults(&server, json!({"errorRate": 1.0, "errorStatus": 400})).await;
-    save(
-        &server,
-        &planner,
-        json!([{ "pfaId": pfa(7), "changes": { "notes": "bad" } }]),
-    )
-    .await;
-    let (mut socket, _) = server
-        .subscribe(ORG, &Auth::Bearer(planner.clone()), None)
-        .await;
-    let job_id = commit(&server, &planner).await;
-    let events = until_job_ends(&mut socket, &job_id).await;
+    let (job_id, events) = sync_one(&server, &planner, 7, json!({ "notes": "bad" })).await;
     let failed = of_type(&events, "SYNC_FAILED");
     assert_eq!(
         (
