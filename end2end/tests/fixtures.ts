@@ -32,3 +32,20 @@ export async function signIn(page: import('@playwright/test').Page, user: string
   await page.getByTestId('login-submit').click();
   await expect(page).toHaveURL(/\/orgs$/);
 }
+
+/** The grid cell of one record's field. */
+export function cell(page: import('@playwright/test').Page, pfa: string, field: string) {
+  return page.locator(`[data-testid=record-row][data-pfa="${pfa}"] td[data-field="${field}"]`);
+}
+
+/** Types a value into a grid cell and leaves it, as a planner does (the edit is then pending). */
+export async function editCell(page: import('@playwright/test').Page, pfa: string, field: string, value: string) {
+  const input = cell(page, pfa, field).locator('input');
+  await input.fill(value);
+  await input.press('Tab');
+}
+
+/** Waits until a grid cell shows `value`. */
+export async function expectCellValue(page: import('@playwright/test').Page, pfa: string, field: string, value: string) {
+  await expect(cell(page, pfa, field).locator('input')).toHaveValue(value);
+}

@@ -1,4 +1,7 @@
 import { test, expect, signIn } from './fixtures';
+import { useServer } from './support/server';
+
+useServer();
 
 // The card's frame budget: the 2,000-row grid and a burst of 1,000 events keep the page
 // responsive. Long tasks (> 50 ms) are counted with a PerformanceObserver and frame intervals

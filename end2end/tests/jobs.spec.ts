@@ -4,6 +4,9 @@
 // records (PFA-01xxx) so the other specs' records stay untouched.
 import type { APIRequestContext, Page } from '@playwright/test';
 import { test, expect, waitForHydration, signIn } from './fixtures';
+import { useServer } from './support/server';
+
+useServer();
 
 const ORG = 'org-rio';
 

@@ -1,4 +1,7 @@
 import { test, expect, waitForHydration, signIn } from './fixtures';
+import { useServer } from './support/server';
+
+useServer();
 
 test('a planner signs in, opens an organization and sees live sync events with the dev WS badge', async ({ page, baseURL }) => {
   const consoleLines: string[] = [];

@@ -1,4 +1,7 @@
 import { test, expect, waitForHydration, signIn } from './fixtures';
+import { useServer } from './support/server';
+
+useServer();
 
 async function openOrg(page: import('@playwright/test').Page, user: string) {
   await signIn(page, user);

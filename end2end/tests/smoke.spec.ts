@@ -1,4 +1,7 @@
 import { test, expect, waitForHydration } from './fixtures';
+import { useServer } from './support/server';
+
+useServer();
 
 test('the start page is server-rendered, then hydrates and reacts to a click', async ({ page, request }) => {
   // Server-rendered: the HTML itself (before any script runs) carries the content.
