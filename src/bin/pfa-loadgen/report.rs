@@ -1,0 +1,119 @@
+//! The one table: printed, and written between markers into docs/benchmarks.md.
+
+use anyhow::Context;
+use std::path::Path;
+
+pub const BEGIN: &str = "<!-- bench:begin (written by `make bench`; edit outside the markers) -->";
+pub const END: &str = "<!-- bench:end -->";
+
+pub struct Row {
+    pub scenario: String,
+    pub result: String,
+    pub target: String,
+    /// None when the row has no target.
+    pub met: Option<bool>,
+}
+
+impl Row {
+    pub fn new(scenario: impl Into<String>, result: impl Into<String>) -> Self {
+        Self {
+            scenario: scenario.into(),
+            result: result.into(),
+            target: String::new(),
+            met: None,
+        }
+    }
+
+    pub fn target(mut self, target: impl Into<String>, met: bool) -> Self {
+        self.target = target.into();
+        self.met = Some(met);
+        self
+    }
+}
+
+/// The Markdown table; a quick run shows no verdicts (its sizes are not the targets').
+pub fn table(header: &str, rows: &[Row], quick: bool) -> String {
+    let mut out =
+        format!("{header}\n\n| scenario | result | target | |\n| --- | --- | --- | --- |\n");
+    for r in rows {
+        let verdict = match r.met {
+            _ if quick => "",
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r.scenario, r.result, r.target, verdict
+        ));
+    }
+    out
+}
+
+/// Replaces the generated section of `path` (or appends one).
+pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let generated = format!("{BEGIN}\n{section}{END}");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{generated}{}", &old[..b], &old[e + END.len()..])
+        }
+        _ => format!("{old}\n{generated}\n"),
+    };
+    std::fs::write(path, new).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `1234567.8` -> `1,234,568`.
+pub fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+pub fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+pub fn kib(bytes: f64) -> String {
+    format!("{:.1} KiB", bytes / 1024.0)
+}
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.into_iter().collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1234567.8), "1,234,568");
+    }
+
+    #[test]
+    fn the_generated_section_is_replaced_in_place() {
+        let dir = std::env::temp_dir().join(format!("pfa-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.md");
+        std::fs::write(&path, format!("intro\n{BEGIN}\nold\n{END}\noutro\n")).unwrap();
+        write_section(&path, "new\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("intro\n{BEGIN}\nnew\n{END}\noutro\n")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

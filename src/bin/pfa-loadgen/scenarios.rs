@@ -1,0 +1,329 @@
+//! The measured scenarios. Each returns figures; `report` turns them into the table.
+
+use crate::{
+    api::Api,
+    histogram::Summary,
+    procs::{cpu_time, rss_bytes, CpuSampler, Proc},
+    subscribers::{now_us, Ctl, Pool},
+};
+use anyhow::Context;
+use futures::StreamExt;
+use std::{
+    path::Path,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+/// How events are published in a fan-out measurement.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    Steady { rate: u32, secs: u64 },
+    Burst { events: u64 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Fanout {
+    pub latency: Summary,
+    pub deliveries_per_sec: f64,
+    pub server_cpu_ms_per_1k: f64,
+    pub loadgen_cpu_ms_per_1k: f64,
+    pub lost: u64,
+    /// Subscribers closed with 4008 that caught up with `since`.
+    pub too_slow: u64,
+}
+
+/// Publishes `load` to the pool's org and measures what the pool receives.
+pub async fn fanout(
+    api: &Api,
+    server: &Proc,
+    pool: &Pool,
+    org: &str,
+    load: Load,
+    ticks: u64,
+) -> anyhow::Result<Fanout> {
+    pool.reset(true);
+    let (server_cpu0, own_cpu0) = (
+        cpu_time(server.pid(), ticks),
+        cpu_time(std::process::id(), ticks),
+    );
+    let started_us = now_us();
+    let (events, head) = match load {
+        Load::Steady { rate, secs } => {
+            api.publish_steady(org, "bench-steady", rate, Duration::from_secs(secs))
+                .await?
+        }
+        Load::Burst { events } => (
+            events,
+            api.publish_burst(org, "bench-burst", events, 4).await?,
+        ),
+    };
+    let complete = pool.wait_all_at(head, Duration::from_secs(120)).await;
+    let server_cpu = cpu_time(server.pid(), ticks) - server_cpu0;
+    let own_cpu = cpu_time(std::process::id(), ticks) - own_cpu0;
+    let s = &pool.shared;
+    let deliveries = pool.received();
+    let expected = events * pool.len() as u64;
+    let span_us = s
+        .last_delivery_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(started_us)
+        .max(1);
+    let per_1k = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / (deliveries.max(1) as f64 / 1000.0);
+    let lost = expected.saturating_sub(deliveries) + s.gaps.load(Ordering::Relaxed);
+    if !complete || lost > 0 {
+        eprintln!("  lost {lost} of {expected} deliveries");
+    }
+    Ok(Fanout {
+        latency: s.hist.summary(),
+        deliveries_per_sec: deliveries as f64 / (span_us as f64 / 1e6),
+        server_cpu_ms_per_1k: per_1k(server_cpu),
+        loadgen_cpu_ms_per_1k: per_1k(own_cpu),
+        lost,
+        too_slow: s.too_slow.load(Ordering::Relaxed),
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Idle {
+    pub connections: usize,
+    pub connect_secs: f64,
+    pub rss_before: u64,
+    pub rss_after: u64,
+}
+
+impl Idle {
+    pub fn per_connection(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.connections.max(1) as f64
+    }
+}
+
+/// Opens `n` idle authenticated subscribers and reads the server's RSS before and after.
+pub async fn idle_connections(
+    server: &Proc,
+    org: &str,
+    cookie: &str,
+    n: usize,
+) -> anyhow::Result<(Pool, Idle)> {
+    let rss_before = rss_bytes(server.pid());
+    let started = Instant::now();
+    let pool = Pool::connect(server.addr, org, cookie, n, 256).await?;
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Let allocations made during the handshakes settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss_bytes(server.pid());
+    Ok((
+        pool,
+        Idle {
+            connections: n,
+            connect_secs,
+            rss_before,
+            rss_after,
+        },
+    ))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Storm {
+    pub clients: usize,
+    pub missed_events: u64,
+    pub recovered_secs: f64,
+    pub peak_server_cpu: f64,
+    pub lost: u64,
+    pub resyncs: u64,
+}
+
+/// Cuts every subscriber at once, publishes `missed` events meanwhile, then lets them all
+/// reconnect with `since` (full jitter below 1 s, like the browser) and replay.
+pub async fn reconnect_storm(
+    api: &Api,
+    server: &Proc,
+    pool: &Pool,
+    org: &str,
+    missed: u64,
+    ticks: u64,
+) -> anyhow::Result<Storm> {
+    pool.reset(false);
+    pool.command(Ctl::Cut);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pool.shared.connected.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let head = api.publish_burst(org, "bench-storm", missed, 4).await?;
+    let sampler = CpuSampler::start(server.pid(), ticks, Duration::from_millis(250));
+    let started = Instant::now();
+    pool.command(Ctl::Reconnect { jitter_ms: 1000 });
+    pool.wait_connected(pool.len(), Duration::from_secs(120))
+        .await
+        .context("reconnect storm")?;
+    let complete = pool.wait_all_at(head, Duration::from_secs(120)).await;
+    let recovered_secs = started.elapsed().as_secs_f64();
+    pool.command(Ctl::Live);
+    let peak_server_cpu = sampler.peak().await;
+    let s = &pool.shared;
+    let expected = missed * pool.len() as u64;
+    let lost = expected.saturating_sub(pool.received()) + s.gaps.load(Ordering::Relaxed);
+    if !complete || lost > 0 {
+        eprintln!("  storm: lost {lost} of {expected} replayed deliveries");
+    }
+    Ok(Storm {
+        clients: pool.len(),
+        missed_events: missed,
+        recovered_secs,
+        peak_server_cpu,
+        lost,
+        resyncs: s.resyncs.load(Ordering::Relaxed),
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DraftSave {
+    pub records: usize,
+    pub saves: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Saves the same `records` drafts `saves` times, one request after the other.
+pub async fn draft_save(
+    api: &Api,
+    org: &str,
+    pfa_ids: &[String],
+    records: usize,
+    saves: usize,
+) -> anyhow::Result<DraftSave> {
+    let mut took = Vec::with_capacity(saves);
+    for i in 0..saves + saves / 10 {
+        let start = (i * records) % pfa_ids.len().saturating_sub(records).max(1);
+        let ids = &pfa_ids[start..start + records];
+        let t = api
+            .save_drafts(org, ids, &format!("bench note {i}"))
+            .await?;
+        // The first tenth warms the caches and the connection pool.
+        if i >= saves / 10 {
+            took.push(t.as_secs_f64() * 1000.0);
+        }
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    Ok(DraftSave {
+        records,
+        saves,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncRun {
+    pub records: usize,
+    pub secs: f64,
+    pub events: u64,
+    pub status: String,
+}
+
+/// Saves `pfa_ids` as drafts, commits them and follows the job on the socket until its
+/// job-level terminal event.
+pub async fn sync_commit(
+    api: &Api,
+    server: &Proc,
+    pems: &str,
+    org: &str,
+    cookie: &str,
+    pfa_ids: &[String],
+    pems_latency_ms: u64,
+) -> anyhow::Result<SyncRun> {
+    api.pems_latency(pems, pems_latency_ms).await?;
+    for chunk in pfa_ids.chunks(5000) {
+        api.save_drafts(org, chunk, &format!("sync bench {pems_latency_ms} ms"))
+            .await?;
+    }
+    let mut request = format!("ws://{}/api/ws/sync/{org}", server.addr).into_client_request()?;
+    request.headers_mut().insert("cookie", cookie.parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let started = Instant::now();
+    let job = api.commit(org).await?;
+    let job_key = format!(r#""jobId":"{job}""#);
+    let mut events = 0u64;
+    let status = loop {
+        let message = tokio::time::timeout(Duration::from_secs(600), ws.next())
+            .await
+            .context("no sync event for 600 s")?
+            .context("socket ended")??;
+        let Message::Text(text) = message else {
+            continue;
+        };
+        if !text.contains(&job_key) {
+            continue;
+        }
+        events += 1;
+        let terminal = (text.starts_with(r#"{"type":"SYNC_SUCCESS""#)
+            || text.starts_with(r#"{"type":"SYNC_FAILED""#))
+            && !text.contains(r#""pfaId""#);
+        if terminal {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            break v["data"]["jobStatus"].as_str().unwrap_or("?").to_owned();
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let _ = ws.close(None).await;
+    api.pems_latency(pems, 0).await?;
+    Ok(SyncRun {
+        records: pfa_ids.len(),
+        secs,
+        events,
+        status,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Bundle {
+    pub wasm_raw: u64,
+    pub wasm_gzip: u64,
+    pub wasm_brotli: u64,
+    pub js_raw: u64,
+    pub js_gzip: u64,
+}
+
+/// Sizes of the hydrate bundle in `site_root/pkg`: raw on disk, and as the server sends it
+/// compressed. None when the site was not built.
+pub async fn bundle(api: &Api, site_root: &Path) -> anyhow::Result<Option<Bundle>> {
+    let pkg = site_root.join("pkg");
+    let Ok(entries) = std::fs::read_dir(&pkg) else {
+        return Ok(None);
+    };
+    let mut wasm = None;
+    let mut js = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wasm") {
+            wasm = Some(name);
+        } else if name.ends_with(".js") {
+            js = Some(name);
+        }
+    }
+    let (Some(wasm), Some(js)) = (wasm, js) else {
+        return Ok(None);
+    };
+    let served = |file: String, encoding: &'static str| {
+        let api = api.clone();
+        async move {
+            let body = api
+                .client
+                .get(format!("{}/pkg/{file}", api.base))
+                .header("accept-encoding", encoding)
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            anyhow::Ok(body.len() as u64)
+        }
+    };
+    Ok(Some(Bundle {
+        wasm_raw: std::fs::metadata(pkg.join(&wasm))?.len(),
+        wasm_gzip: served(wasm.clone(), "gzip").await?,
+        wasm_brotli: served(wasm, "br").await?,
+        js_raw: std::fs::metadata(pkg.join(&js))?.len(),
+        js_gzip: served(js, "gzip").await?,
+    }))
+}
