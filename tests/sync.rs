@@ -333,6 +333,32 @@ async fn two_503s_are_retried_then_the_write_succeeds() {
 }
 
 #[tokio::test]
+async fn an_outage_is_waited_out_as_long_as_pems_retry_after_asks() {
+    // Backoff alone would spend both attempts within 40 ms; PEMS's Retry-After (the outage's
+    // remaining second) makes the engine wait until the outage is over.
+    let server = server_with(|c| {
+        c.sync.max_attempts = 2;
+        c.sync.retry_cap = Duration::from_secs(5);
+    })
+    .await;
+    let planner = server.token("planner", &[]).await;
+    set_faults(&server, json!({"outageMs": 800})).await;
+    let started = std::time::Instant::now();
+    let (job_id, events) =
+        sync_one(&server, &planner, 7, json!({ "notes": "after the outage" })).await;
+    assert!(of_type(&events, "SYNC_FAILED").is_empty(), "{events:?}");
+    assert_eq!(events.last().unwrap()["data"]["jobStatus"], "completed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    let detail = job(&server, &planner, &job_id).await;
+    assert_eq!(detail["job"]["retries"], 1);
+    assert_eq!(detail["items"][0]["attempts"], 2);
+}
+
+#[tokio::test]
 async fn a_503_that_never_ends_fails_retryable_after_the_configured_attempts() {
     let server = server().await;
     let planner = server.token("planner", &[]).await;

@@ -421,12 +421,17 @@ async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result
             Ok(Outcome::Conflict)
         }
         Err(error) if error.is_retryable() && attempts < i64::from(settings.max_attempts) => {
-            let wait = backoff(
+            // Full-jitter backoff, but never sooner than PEMS asked (`Retry-After` on a 429 or
+            // 503, e.g. the seconds left of an outage), and never later than the cap.
+            let jittered = backoff(
                 attempts as u32,
                 settings.retry_base,
                 settings.retry_cap,
                 rand::random::<f64>(),
             );
+            let wait = error.retry_after().map_or(jittered, |asked| {
+                jittered.max(asked.min(settings.retry_cap))
+            });
             let at_ms = chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64;
             store
                 .set_item_status(
