@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{close_code, Auth, TestServer};
+use common::{close_code, set_cookie, Auth, TestServer};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -10,16 +10,15 @@ async fn sign_in_sets_an_http_only_lax_cookie_and_me_lists_the_memberships() {
     let server = TestServer::spawn().await;
     let response = server.login_response("planner", "pfa-demo").await;
     assert_eq!(response.status(), 200);
-    let set_cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(set_cookie.starts_with("pfa_session="));
+    let session = set_cookie(&response, "pfa_session").expect("a session cookie");
     assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
-        "{set_cookie}"
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
     );
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    // Beside it, a hint that scripts may read (it grants nothing): the page asks /me only then.
+    let hint = set_cookie(&response, "pfa_signed_in").expect("the signed-in hint");
+    assert!(hint.starts_with("pfa_signed_in=1;") && !hint.contains("HttpOnly"), "{hint}");
+    let cookie = session.split(';').next().unwrap().to_owned();
 
     let me: Value = server
         .client
@@ -138,6 +137,10 @@ async fn logout_revokes_the_session_for_open_sockets_too() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
+    for name in ["pfa_session", "pfa_signed_in"] {
+        let removal = set_cookie(&response, name).unwrap_or_else(|| panic!("{name} removed"));
+        assert!(removal.contains("Max-Age=0"), "{removal}");
+    }
     assert_eq!(close_code(&mut socket).await, 4401);
     let me = server
         .client

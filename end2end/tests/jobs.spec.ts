@@ -173,8 +173,22 @@ test('a conflict opens in the dialog, shows both values and is resolved by merge
   await expect(notes.getByTestId('conflict-pems')).toHaveText('e2e PEMS A');
   await expect(dialog.getByRole('columnheader', { name: 'Your value' })).toBeVisible();
   await expect(dialog.getByRole('columnheader', { name: 'PEMS value' })).toBeVisible();
+  // Keyboard: focus starts in the dialog and Tab / Shift+Tab never leave it.
+  const focusInDialog = () =>
+    page.evaluate(() => document.querySelector('[data-testid=conflict-dialog]')!.contains(document.activeElement));
+  expect(await focusInDialog()).toBe(true);
+  for (let i = 0; i < 6; i++) {
+    await page.keyboard.press('Tab');
+    expect(await focusInDialog(), `after ${i + 1} Tab`).toBe(true);
+  }
+  for (let i = 0; i < 6; i++) {
+    await page.keyboard.press('Shift+Tab');
+    expect(await focusInDialog(), `after ${i + 1} Shift+Tab`).toBe(true);
+  }
   await page.keyboard.press('Escape');
   await expect(page.getByTestId('conflict-dialog')).toHaveCount(0);
+  // Focus is back on the button that opened it.
+  await expect(item(first).getByTestId('conflict-resolve')).toBeFocused();
 
   // Someone else resolves it meanwhile: the dialog shows the server's 409 and stays open.
   await item(first).getByTestId('conflict-resolve').click();

@@ -8,6 +8,8 @@ test('a planner signs in, opens an organization and sees live sync events with t
   page.on('console', (msg) => consoleLines.push(msg.text()));
   await signIn(page, 'planner');
   await expect(page.getByTestId('me-username')).toHaveText('planner');
+  await expect(page.getByTestId('nav-user')).toHaveText('planner');
+  await expect(page.getByTestId('nav-sign-in')).toHaveCount(0);
   await page.getByTestId('org-org-rio').click();
   await expect(page).toHaveURL(/\/orgs\/org-rio$/);
 
@@ -51,4 +53,17 @@ test('a viewer only sees the organizations they belong to, and another org refus
   // The records request of the foreign org is refused with 404 (no existence leak).
   expect(consoleErrors.every((e) => e.includes('404 (Not Found)'))).toBe(true);
   consoleErrors.length = 0;
+});
+
+test('signing out from the top bar ends the session and the socket', async ({ page }) => {
+  await signIn(page, 'planner');
+  await page.getByTestId('org-org-rio').click();
+  const badge = page.getByTestId('ws-badge');
+  await expect(badge).toHaveAttribute('data-connected', 'true');
+  await page.getByTestId('nav-sign-out').click();
+  await expect(page).toHaveURL(/\/login$/);
+  await waitForHydration(page);
+  await expect(page.getByTestId('nav-sign-in')).toBeVisible();
+  await expect(page.getByTestId('nav-user')).toHaveCount(0);
+  expect((await page.request.get('/api/auth/me')).status()).toBe(401);
 });

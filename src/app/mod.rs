@@ -43,6 +43,7 @@ pub fn shell_with_mode(options: LeptosOptions, dev: bool) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    components::session_nav::provide_session();
     let (hydrated, set_hydrated) = signal(false);
     Effect::new(move |_| set_hydrated.set(true));
 
@@ -50,14 +51,14 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/pfa-sync.css" />
         <Title text="PFA Sync" />
         <div class="app" data-hydrated=move || hydrated.get().to_string()>
-            <header class="topbar">
-                <a class="brand" href="/">"PFA Sync"</a>
-                <nav class="nav">
-                    <a href="/orgs">"Organizations"</a>
-                    <a href="/login">"Sign in"</a>
-                </nav>
-            </header>
             <Router>
+                <header class="topbar">
+                    <a class="brand" href="/">"PFA Sync"</a>
+                    <nav class="nav">
+                        <a href="/orgs">"Organizations"</a>
+                        <components::session_nav::SessionNav />
+                    </nav>
+                </header>
                 <main class="content">
                     <Routes fallback=pages::not_found::NotFound>
                         <Route path=StaticSegment("") view=pages::home::HomePage />

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Cookie set beside the (HttpOnly) session cookie at sign-in and removed at sign-out. Scripts
+/// can read it; it only tells the page that asking `/api/auth/me` is worth it.
+pub const SIGNED_IN_HINT_COOKIE: &str = "pfa_signed_in";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub username: String,

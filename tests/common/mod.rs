@@ -15,6 +15,17 @@ use tokio_util::sync::CancellationToken;
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The `Set-Cookie` header of the cookie `name`, if the response sets it.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub base: String,
@@ -152,7 +163,7 @@ impl TestServer {
     pub async fn login(&self, username: &str, password: &str) -> String {
         let response = self.login_response(username, password).await;
         assert_eq!(response.status(), 200, "login of {username}");
-        let cookie = response.headers()["set-cookie"].to_str().unwrap();
+        let cookie = set_cookie(&response, "pfa_session").expect("a session cookie");
         cookie.split(';').next().unwrap().to_owned()
     }
 

@@ -119,6 +119,13 @@ export class AppServer {
     await this.start();
   }
 
+  /** Runs a management subcommand against this server's database, e.g. `user add ...`. */
+  cli(args: string[]): string {
+    return execFileSync(BIN, [...args, '--database-url', `sqlite://${this.dir}/app.db`], {
+      env: { ...process.env, RUST_LOG: 'warn' },
+    }).toString();
+  }
+
   logTail(lines = 40): string {
     try {
       return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');

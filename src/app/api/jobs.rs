@@ -208,6 +208,11 @@ pub fn show_value(value: &Value) -> String {
         Value::Null => "(empty)".to_owned(),
         Value::String(s) if s.is_empty() => "(empty)".to_owned(),
         Value::String(s) => s.clone(),
+        // Money is stored as a float: 3100.0 reads as 3100, as in the grid.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
         other => other.to_string(),
     }
 }
@@ -503,6 +508,18 @@ mod command_socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_shown_as_a_planner_reads_them() {
+        use serde_json::json;
+        assert_eq!(show_value(&json!(3100.0)), "3100");
+        assert_eq!(show_value(&json!(1234.5)), "1234.5");
+        assert_eq!(show_value(&json!(7)), "7");
+        assert_eq!(show_value(&json!(null)), "(empty)");
+        assert_eq!(show_value(&json!("")), "(empty)");
+        assert_eq!(show_value(&json!("CAT-320")), "CAT-320");
+        assert_eq!(show_value(&json!(true)), "true");
+    }
 
     fn job(status: &str) -> Job {
         serde_json::from_value(serde_json::json!({

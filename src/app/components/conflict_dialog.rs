@@ -47,23 +47,61 @@ pub fn ConflictDialog(
             });
         }
     });
-    // Focus moves into the dialog when it opens, so Escape and Tab act on it.
-    Effect::new(move |_| {
-        if conflict_id.get().is_some() {
-            if let Some(dialog) = dialog_ref.get() {
-                let _ = dialog.focus();
+    // Focus moves into the dialog when it opens (so Escape and Tab act on it), Tab and
+    // Shift+Tab cycle inside it, and focus goes back to where it was when the dialog closes.
+    #[cfg(feature = "hydrate")]
+    let opener = StoredValue::new(None::<send_wrapper::SendWrapper<web_sys::HtmlElement>>);
+    Effect::new(move |was_open: Option<bool>| {
+        let open = conflict_id.with(|c| c.is_some());
+        let dialog = dialog_ref.get();
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let active = document().active_element();
+            if open && was_open != Some(true) {
+                opener.set_value(
+                    active
+                        .clone()
+                        .and_then(|a| a.dyn_into::<web_sys::HtmlElement>().ok())
+                        .map(send_wrapper::SendWrapper::new),
+                );
+            }
+            if let (true, Some(dialog)) = (open, dialog.as_ref()) {
+                let node: &web_sys::Node = dialog.as_ref();
+                if !active.is_some_and(|a| node.contains(Some(a.as_ref()))) {
+                    let _ = dialog.focus();
+                }
+            }
+            if !open && was_open == Some(true) {
+                if let Some(opener) = opener.try_update_value(|o| o.take()).flatten() {
+                    if opener.is_connected() {
+                        let _ = opener.focus();
+                    }
+                }
             }
         }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (dialog, was_open);
+        open
     });
     Effect::new(move |_| {
         let handle = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.key() == "Escape" && conflict_id.get_untracked().is_some() {
-                on_close.run(());
+            if conflict_id.get_untracked().is_none() {
+                return;
+            }
+            match ev.key().as_str() {
+                "Escape" => on_close.run(()),
+                #[cfg(feature = "hydrate")]
+                "Tab" => {
+                    if let Some(dialog) = dialog_ref.get_untracked() {
+                        trap_tab(&dialog, &ev);
+                    }
+                }
+                _ => {}
             }
         });
         on_cleanup(move || handle.remove());
     });
-
     let resolve = move |resolution: &'static str| {
         let Some(id) = conflict_id.get_untracked() else {
             return;
@@ -230,5 +268,43 @@ pub fn ConflictDialog(
                 </div>
             </div>
         </Show>
+    }
+}
+
+/// Keeps Tab and Shift+Tab inside the dialog: from the last control to the first and back.
+#[cfg(feature = "hydrate")]
+fn trap_tab(dialog: &web_sys::HtmlElement, ev: &web_sys::KeyboardEvent) {
+    use wasm_bindgen::JsCast;
+    const FOCUSABLE: &str =
+        "button:not([disabled]), input:not([disabled]), select:not([disabled]), \
+                             textarea:not([disabled]), a[href], [tabindex]:not([tabindex='-1'])";
+    let Ok(list) = dialog.query_selector_all(FOCUSABLE) else {
+        return;
+    };
+    let controls: Vec<web_sys::HtmlElement> = (0..list.length())
+        .filter_map(|i| list.item(i))
+        .filter_map(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
+        .collect();
+    let (Some(first), Some(last)) = (controls.first(), controls.last()) else {
+        ev.prevent_default();
+        let _ = dialog.focus();
+        return;
+    };
+    let active = document().active_element();
+    let node: &web_sys::Node = dialog.as_ref();
+    let inside = active
+        .as_ref()
+        .is_some_and(|a| node.contains(Some(a.as_ref())) && !a.is_same_node(Some(node)));
+    let is = |el: &web_sys::HtmlElement| {
+        active
+            .as_ref()
+            .is_some_and(|a| a.is_same_node(Some(el.as_ref())))
+    };
+    if ev.shift_key() && (!inside || is(first)) {
+        ev.prevent_default();
+        let _ = last.focus();
+    } else if !ev.shift_key() && (!inside || is(last)) {
+        ev.prevent_default();
+        let _ = first.focus();
     }
 }

@@ -247,6 +247,8 @@ pub fn JobsPage() -> impl IntoView {
             <p class="bad msg" role="alert" data-testid="jobs-error">{move || load_error.get()}</p>
             <Show when=move || loaded.get() fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 <Show when=move || !rows.with(Vec::is_empty)>
+                    // Wide on a phone: the table scrolls sideways in its own box, not the page.
+                    <div class="table-scroll">
                     <table class="jobs-table" data-testid="jobs-table">
                         <thead>
                             <tr>
@@ -267,6 +269,7 @@ pub fn JobsPage() -> impl IntoView {
                             </For>
                         </tbody>
                     </table>
+                    </div>
                 </Show>
                 <Show when=move || rows.with(Vec::is_empty)>
                     <p class="muted" data-testid="jobs-empty">"No sync jobs yet."</p>
@@ -275,30 +278,36 @@ pub fn JobsPage() -> impl IntoView {
         </section>
         <section class="card" data-testid="open-conflicts">
             <h2>"Open conflicts"</h2>
-            {move || match conflicts.get() {
+            {move || conflicts.with(|c| match c {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="bad">{e}</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="bad">{e.clone()}</p> }.into_any(),
                 Some(Ok(list)) if list.is_empty() => view! { <p class="muted" data-testid="no-conflicts">"No open conflicts."</p> }.into_any(),
-                Some(Ok(list)) => view! {
-                    <ul class="conflict-list">
-                        {list.into_iter().map(|c| {
-                            let id = c.id.clone();
-                            view! {
-                                <li data-testid="conflict-item" data-conflict-id=c.id.clone() data-pfa-id=c.pfa_id.clone()>
-                                    <a href=format!("/orgs/{}/records/{}", org.get_untracked(), c.pfa_id)>{c.pfa_id.clone()}</a>
-                                    " — " {c.fields.join(", ")} " "
-                                    <span class="muted">"(job " {c.job_id.clone()} ", " {format_time(&c.created_at)} ")"</span>
-                                    " "
-                                    <Show when=move || can_command.get()>
-                                        <button class="button small" type="button" data-testid="conflict-resolve"
-                                            on:click={let id = id.clone(); move |_| open_conflict.set(Some(id.clone()))}>"Resolve"</button>
-                                    </Show>
-                                </li>
-                            }
-                        }).collect_view()}
-                    </ul>
-                }.into_any(),
-            }}
+                Some(Ok(_)) => ().into_any(),
+            })}
+            // Keyed: a refetch keeps the items that are still open (and the focus on their button).
+            <ul class="conflict-list">
+                <For
+                    each=move || conflicts.with(|c| c.as_ref().and_then(|r| r.as_ref().ok()).cloned().unwrap_or_default())
+                    key=|c| c.id.clone()
+                    let:c
+                >
+                    {
+                        let id = c.id.clone();
+                        view! {
+                            <li data-testid="conflict-item" data-conflict-id=c.id.clone() data-pfa-id=c.pfa_id.clone()>
+                                <a href=format!("/orgs/{}/records/{}", org.get_untracked(), c.pfa_id)>{c.pfa_id.clone()}</a>
+                                " — " {c.fields.join(", ")} " "
+                                <span class="muted">"(job " {c.job_id.clone()} ", " {format_time(&c.created_at)} ")"</span>
+                                " "
+                                <Show when=move || can_command.get()>
+                                    <button class="button small" type="button" data-testid="conflict-resolve"
+                                        on:click={let id = id.clone(); move |_| open_conflict.set(Some(id.clone()))}>"Resolve"</button>
+                                </Show>
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
         </section>
         <ConflictDialog
             org

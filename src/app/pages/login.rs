@@ -1,6 +1,6 @@
 //! Sign-in page.
 
-use crate::app::api;
+use crate::app::{api, components::session_nav::SessionUser};
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
@@ -11,6 +11,7 @@ pub fn LoginPage() -> impl IntoView {
     let (error, set_error) = signal(None::<String>);
     let (busy, set_busy) = signal(false);
     let navigate = use_navigate();
+    let session = use_context::<SessionUser>();
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -19,7 +20,12 @@ pub fn LoginPage() -> impl IntoView {
         let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
             match api::login(username.get_untracked(), password.get_untracked()).await {
-                Ok(_) => navigate("/orgs", Default::default()),
+                Ok(me) => {
+                    if let Some(SessionUser(user)) = session {
+                        user.set(Some(me.user.username));
+                    }
+                    navigate("/orgs", Default::default())
+                }
                 Err(e) => set_error.set(Some(e)),
             }
             set_busy.set(false);

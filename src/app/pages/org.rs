@@ -55,6 +55,18 @@ fn clock() -> String {
     }
 }
 
+/// True when the browser knows it has no network (`navigator.onLine` is false).
+fn browser_offline() -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        !window().navigator().on_line()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        false
+    }
+}
+
 #[component]
 pub fn OrgPage() -> impl IntoView {
     let params = use_params_map();
@@ -100,6 +112,36 @@ pub fn OrgPage() -> impl IntoView {
     });
     let refetch = Callback::new(move |_| set_reload.update(|n| *n += 1));
     let drafts = use_draft_management(org, toasts, refetch);
+
+    // Save Draft while the browser is offline keeps the edits and saves them when the
+    // connection is back, instead of failing.
+    let (save_when_online, set_save_when_online) = signal(false);
+    let save = move || {
+        if browser_offline() {
+            set_save_when_online.set(true);
+            toasts.info(
+                "You are offline - your changes will be saved when the connection is back"
+                    .to_owned(),
+            );
+        } else {
+            drafts.save();
+        }
+    };
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        let handle = window_event_listener_untyped("online", move |_| {
+            if save_when_online.get_untracked() {
+                set_save_when_online.set(false);
+                if !drafts.pending.with_untracked(|p| p.is_empty()) {
+                    toasts.info("Back online - saving your changes".to_owned());
+                    drafts.save();
+                }
+            }
+        });
+        on_cleanup(move || handle.remove());
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = save_when_online;
 
     // SYNC_CONFLICT opens the dialog (the first one; later ones wait in the toasts).
     let (open_conflict, set_open_conflict) = signal(None::<String>);
@@ -256,12 +298,20 @@ pub fn OrgPage() -> impl IntoView {
                 <span class="muted" data-testid="record-count">{move || format!("{} records", total.get())}</span>
             </div>
             <div class="toolbar">
-                <button class="button" data-testid="save-draft" disabled=move || !can_edit.get() || drafts.pending.with(|p| p.is_empty())
-                    on:click=move |_| drafts.save()>"Save Draft"</button>
-                <button class="button secondary" data-testid="commit" disabled=move || !can_commit.get()
-                    on:click=move |_| set_confirming.set(Some("commit"))>"Commit"</button>
-                <button class="button secondary" data-testid="discard" disabled=move || !can_edit.get()
-                    on:click=move |_| set_confirming.set(Some("discard"))>"Discard drafts"</button>
+                <span class="muted" data-testid="my-role">{move || role.get().map(|r| {
+                    if r == "viewer" { "Read only: viewers cannot edit".to_owned() } else { format!("Your role: {r}") }
+                })}</span>
+                // A viewer gets no editing controls at all (the server refuses them anyway).
+                <Show when=move || can_edit.get()>
+                    <button class="button" data-testid="save-draft" disabled=move || drafts.pending.with(|p| p.is_empty())
+                        on:click=move |_| save()>"Save Draft"</button>
+                    <Show when=move || can_commit.get()>
+                        <button class="button secondary" data-testid="commit"
+                            on:click=move |_| set_confirming.set(Some("commit"))>"Commit"</button>
+                    </Show>
+                    <button class="button secondary" data-testid="discard"
+                        on:click=move |_| set_confirming.set(Some("discard"))>"Discard drafts"</button>
+                </Show>
                 {move || confirming.get().map(|action| view! {
                     <span class="confirm" role="alertdialog" aria-label="Confirm" data-testid="confirm">
                         {if action == "commit" { "Commit all your drafts and sync them to PEMS?" } else { "Discard all your drafts and unsaved edits?" }}

@@ -5,7 +5,7 @@ use super::{
     Principal, SESSION_COOKIE,
 };
 use crate::{
-    protocol::auth::{LoginRequest, Me, MembershipSummary, UserSummary},
+    protocol::auth::{LoginRequest, Me, MembershipSummary, UserSummary, SIGNED_IN_HINT_COOKIE},
     server::{error::AppError, state::AppState, store::accounts::Membership},
 };
 use axum::{
@@ -99,10 +99,17 @@ async fn login(
         .secure(state.config.secure_cookies)
         .path("/")
         .max_age(time::Duration::seconds(ttl.as_secs() as i64));
+    // A hint for the page, readable by scripts and worth nothing as a credential: the browser
+    // asks `/api/auth/me` for the header only when it is set, so visitors cause no 401s.
+    let hint = Cookie::build((SIGNED_IN_HINT_COOKIE, "1"))
+        .same_site(SameSite::Lax)
+        .secure(state.config.secure_cookies)
+        .path("/")
+        .max_age(time::Duration::seconds(ttl.as_secs() as i64));
     let memberships = state.store.memberships(user.id).await?;
     tracing::info!(%peer, "signed in");
     Ok((
-        jar.add(cookie),
+        jar.add(cookie).add(hint),
         Json(me_from(user.id, &user.username, &memberships)),
     ))
 }
@@ -118,7 +125,11 @@ async fn logout(
         tracing::info!(user = %principal.as_ref().map(|p| p.username.as_str()).unwrap_or(""), closed, "signed out");
     }
     let removal = Cookie::build((SESSION_COOKIE, "")).path("/");
-    Ok((jar.remove(removal), StatusCode::NO_CONTENT))
+    // Expired at once, whether or not the browser sent it.
+    let hint = Cookie::build((SIGNED_IN_HINT_COOKIE, ""))
+        .path("/")
+        .max_age(time::Duration::ZERO);
+    Ok((jar.remove(removal).add(hint), StatusCode::NO_CONTENT))
 }
 
 async fn me(principal: Principal) -> Json<Me> {
