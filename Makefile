@@ -26,7 +26,7 @@ run: tools ## Serve the app on http://localhost:3000 (dev mode: SQLite, PEMS sim
 run-release: tools ## Same as run, with the optimised release build
 	PFA_SYNC_MODE=dev cargo leptos serve --release
 
-test: tools e2e-deps test-rust test-e2e ## Run every test: Rust unit and black-box tests, then Playwright (debug and release)
+test: tools e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
 
 test-rust: ## Rust unit tests and the black-box tests in tests/
 	cargo test --features ssr --locked
