@@ -136,7 +136,13 @@ impl Application {
 
         let mut server = tokio::spawn(
             axum::serve(
-                listener,
+                // Events are small writes that must leave at once rather than wait for the
+                // previous one's ACK (Nagle); see docs/benchmarks.md.
+                axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!("TCP_NODELAY not set: {e}");
+                    }
+                }),
                 router.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(token.clone().cancelled_owned())

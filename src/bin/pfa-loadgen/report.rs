@@ -1,5 +1,6 @@
 //! The one table: printed, and written between markers into docs/benchmarks.md.
 
+use crate::scenarios::Fanout;
 use anyhow::Context;
 use std::path::Path;
 
@@ -90,6 +91,59 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     let mut sorted: Vec<f64> = values.into_iter().collect();
     sorted.sort_by(f64::total_cmp);
     sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One fan-out row: medians over the runs, p99 range, and the targets that apply.
+pub fn fanout_row(
+    name: &str,
+    runs: &[Fanout],
+    p99_target_ms: Option<f64>,
+    rate_target: Option<f64>,
+    quick: bool,
+) -> Row {
+    let m = |f: fn(&Fanout) -> f64| median(runs.iter().map(f));
+    let p50 = m(|r| r.latency.p50_us as f64) as u64;
+    let p99 = m(|r| r.latency.p99_us as f64) as u64;
+    let max = m(|r| r.latency.max_us as f64) as u64;
+    let rate = m(|r| r.deliveries_per_sec);
+    let cpu = m(|r| r.server_cpu_ms_per_1k);
+    let own = m(|r| r.loadgen_cpu_ms_per_1k);
+    let lost: u64 = runs.iter().map(|r| r.lost).sum();
+    let slow: u64 = runs.iter().map(|r| r.too_slow).sum();
+    let p99s: Vec<u64> = runs.iter().map(|r| r.latency.p99_us).collect();
+    let spread = if runs.len() > 1 {
+        format!(
+            " (runs {}–{})",
+            ms(*p99s.iter().min().unwrap_or(&0)),
+            ms(*p99s.iter().max().unwrap_or(&0))
+        )
+    } else {
+        String::new()
+    };
+    let result = format!(
+        "p50 {} · **p99 {}**{spread} · max {} · {} deliveries/s · server {:.2} ms CPU/1k · loadgen {:.2} ms CPU/1k · lost {lost}{}",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        thousands(rate),
+        cpu,
+        own,
+        if slow > 0 { format!(" · {slow} closed 4008 and replayed") } else { String::new() },
+    );
+    let mut targets = vec![];
+    let mut met = lost == 0;
+    if let Some(t) = p99_target_ms {
+        targets.push(format!("p99 ≤ {t} ms"));
+        met &= p99 as f64 <= t * 1000.0;
+    }
+    if let Some(t) = rate_target {
+        targets.push(format!("≥ {} deliveries/s", thousands(t)));
+        met &= rate >= t;
+    }
+    targets.push("≤ 2 ms CPU/1k".into());
+    met &= cpu <= 2.0;
+    targets.push("0 lost".into());
+    Row::new(name, result).target(targets.join(", "), met || (quick && lost == 0))
 }
 
 #[cfg(test)]

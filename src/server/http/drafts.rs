@@ -67,6 +67,8 @@ pub async fn save(
             format!("1 to {MAX_BATCH} drafts per request"),
         ));
     }
+    let ids: Vec<&str> = request.drafts.iter().map(|d| d.pfa_id.as_str()).collect();
+    let records = state.store.records_by_ids(&org, &ids).await?;
     let mut errors = Map::new();
     let mut valid = Vec::with_capacity(request.drafts.len());
     for input in request.drafts {
@@ -81,12 +83,12 @@ pub async fn save(
             fail(json!({"reason": "at most 1000 characters"}));
             continue;
         }
-        let Some(record) = state.store.record(&org, &input.pfa_id).await? else {
+        let Some(record) = records.get(&input.pfa_id) else {
             fail(json!({"pfaId": "no such record"}));
             continue;
         };
         let checked =
-            Delta::parse(&input.changes).and_then(|delta| delta.apply(&record).map(|_| delta));
+            Delta::parse(&input.changes).and_then(|delta| delta.apply(record).map(|_| delta));
         match checked {
             Ok(delta) => valid.push(NewDraft {
                 pfa_id: input.pfa_id,

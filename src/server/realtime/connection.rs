@@ -4,7 +4,7 @@
 use super::{
     commands::CommandDesk,
     hub::{Hub, ReplayPlan},
-    outbox::Next,
+    outbox::Frame,
 };
 use crate::{
     domain::role::Role,
@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Events read from the log per replay query.
 const REPLAY_PAGE: u32 = 500;
+/// Queued events written with one flush: a burst costs one socket write per batch, not per
+/// event (about 10 KiB of frames).
+const MAX_BATCH: usize = 32;
 
 pub struct Params {
     pub hub: Hub,
@@ -58,6 +61,21 @@ struct Sender {
 impl Sender {
     async fn send(&mut self, message: Message) -> Result<(), ()> {
         match tokio::time::timeout(self.write_timeout, self.sink.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Writes `frames` with a single flush, all within the write timeout.
+    async fn send_batch(&mut self, frames: impl Iterator<Item = Frame>) -> Result<(), ()> {
+        let sink = &mut self.sink;
+        let write = async move {
+            for frame in frames {
+                sink.feed(Message::Text(frame.text)).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
@@ -193,10 +211,15 @@ pub async fn serve(socket: WebSocket, p: Params) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Time (ms since start) of the previous ping: the peer must have spoken since then.
     let mut last_ping: Option<u64> = None;
+    let mut batch = Vec::new();
+    // Created once: every socket waits on the same token, and a new waiter per loop turn
+    // showed in the profile (registering on the token's shared list).
+    let shutdown = p.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
-            _ = p.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 out.close(close_codes::GOING_AWAY, "server shutting down").await;
                 break;
             }
@@ -210,11 +233,11 @@ pub async fn serve(socket: WebSocket, p: Params) {
                 }
                 None => break,
             },
-            next = subscription.outbox.next() => match next {
-                Next::Frame(frame) => {
-                    if out.send(Message::Text(frame.text)).await.is_err() { break; }
+            close = subscription.outbox.next_batch(&mut batch, MAX_BATCH) => match close {
+                None => {
+                    if out.send_batch(batch.drain(..)).await.is_err() { break; }
                 }
-                Next::Close(code, reason) => {
+                Some((code, reason)) => {
                     out.close(code, reason).await;
                     break;
                 }

@@ -150,14 +150,9 @@ impl Hub {
             coalescible: event.kind.is_coalescible(),
             text: text.into(),
         };
-        let subscribers: Vec<(u64, Arc<Outbox>)> = channel
-            .subscribers
-            .lock()
-            .expect("subscribers lock")
-            .iter()
-            .map(|(id, o)| (*id, o.clone()))
-            .collect();
-        for (id, outbox) in subscribers {
+        // Pushing never waits, so it is done under the lock rather than on a copy of the list.
+        let subscribers = channel.subscribers.lock().expect("subscribers lock");
+        for (id, outbox) in subscribers.iter() {
             if outbox.push(frame.clone()) == Pushed::Overflowed {
                 tracing::warn!(
                     connection = id,
@@ -166,6 +161,7 @@ impl Hub {
                 );
             }
         }
+        drop(subscribers);
         drop(head_slot);
 
         if channel.since_prune.fetch_add(1, Ordering::Relaxed) + 1 >= u64::from(PRUNE_EVERY) {

@@ -125,6 +125,29 @@ impl Outbox {
         }
     }
 
+    /// Waits for queued frames and moves up to `max` of them into `batch` (in order), so the
+    /// sender writes them with one flush; `Some` is the close request, which wins over frames.
+    pub async fn next_batch(
+        &self,
+        batch: &mut Vec<Frame>,
+        max: usize,
+    ) -> Option<(u16, &'static str)> {
+        loop {
+            {
+                let mut st = self.state.lock().expect("outbox lock");
+                if let Some(close) = st.close {
+                    return Some(close);
+                }
+                if !st.queue.is_empty() {
+                    let n = st.queue.len().min(max.max(1));
+                    batch.extend(st.queue.drain(..n));
+                    return None;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.state.lock().expect("outbox lock").queue.len()
     }
@@ -219,6 +242,26 @@ mod tests {
             outbox.next().await,
             Next::Close(4401, "signed out")
         ));
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_in_order_up_to_its_size() {
+        let outbox = Outbox::new(8);
+        for seq in 1..=5 {
+            outbox.push(frame(seq, "j", false));
+        }
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch, 3).await, None);
+        assert_eq!(batch.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        batch.clear();
+        assert_eq!(outbox.next_batch(&mut batch, 3).await, None);
+        assert_eq!(batch.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![4, 5]);
+        outbox.push(frame(6, "j", false));
+        outbox.close(4401, "signed out");
+        assert_eq!(
+            outbox.next_batch(&mut batch, 3).await,
+            Some((4401, "signed out"))
+        );
     }
 
     #[tokio::test]

@@ -25,6 +25,14 @@ use serde::Deserialize;
 pub const UPGRADE_REQUIRED: &str = "This is a WebSocket endpoint: connect with a WebSocket client \
 (Upgrade: websocket) to receive the organization's live sync events.\n";
 
+/// Initial read buffer of a socket. Clients send only small commands, and tungstenite grows
+/// the buffer for a larger message; its 128 KiB default, allocated per socket up front, was
+/// most of a connection's memory (docs/benchmarks.md).
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames fed to a socket are kept up to this size until the batch is flushed (one write for
+/// a burst). The buffer only grows as far as a batch needs.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
     /// Last seq the client saw; the server replays what came after it.
@@ -75,7 +83,9 @@ pub async fn sync_socket(
     // limit above it only protects memory from absurd frames.
     let upgrade = upgrade
         .max_message_size(4 * close_codes::MAX_INBOUND_MESSAGE)
-        .max_frame_size(4 * close_codes::MAX_INBOUND_MESSAGE);
+        .max_frame_size(4 * close_codes::MAX_INBOUND_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER);
 
     let Some(principal) = principal else {
         return upgrade.on_upgrade(|socket| {

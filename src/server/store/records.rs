@@ -246,6 +246,27 @@ impl Store {
             .transpose()
     }
 
+    /// The records of `org` among `pfa_ids`, by id, read with one query (a 1,000-draft save
+    /// made 1,000 round trips to the pool before).
+    pub async fn records_by_ids(
+        &self,
+        org: &str,
+        pfa_ids: &[&str],
+    ) -> anyhow::Result<std::collections::HashMap<String, PfaRecord>> {
+        let ids = serde_json::to_string(pfa_ids).context("serialize ids")?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT pfa_id, data FROM pfa_records
+             WHERE org_id = ? AND pfa_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(org)
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(id, data)| Ok((id, serde_json::from_str(&data).context("corrupt record")?)))
+            .collect()
+    }
+
     /// A page of records matching `q`, and the total count.
     pub async fn records(
         &self,
