@@ -77,23 +77,18 @@ impl PendingEdits {
             .collect()
     }
 
+    /// One record's pending edits, field -> new value.
+    pub fn changes_of(&self, pfa_id: &str) -> Option<&Map<String, Value>> {
+        self.records.get(pfa_id).map(|p| &p.changes)
+    }
+
     /// Field errors of a record with its pending edits (and saved draft) applied.
     pub fn errors_for(
         &self,
         record: &PfaRecord,
         saved: Option<&Map<String, Value>>,
     ) -> FieldErrors {
-        let mut changes = saved.cloned().unwrap_or_default();
-        if let Some(p) = self.records.get(&record.pfa_id) {
-            changes.extend(p.changes.clone());
-        }
-        if changes.is_empty() {
-            return FieldErrors::new();
-        }
-        match Delta::parse(&changes) {
-            Ok(delta) => delta.apply(record).err().unwrap_or_default(),
-            Err(errors) => errors,
-        }
+        field_errors(record, saved, self.changes_of(&record.pfa_id))
     }
 
     /// Puts back edits that a failed save had taken out, keeping newer edits of the same field.
@@ -107,6 +102,25 @@ impl PendingEdits {
                 entry.changes.entry(field).or_insert(value);
             }
         }
+    }
+}
+
+/// Field errors of a record with its saved draft and then its pending edits applied.
+pub fn field_errors(
+    record: &PfaRecord,
+    saved: Option<&Map<String, Value>>,
+    pending: Option<&Map<String, Value>>,
+) -> FieldErrors {
+    let mut changes = saved.cloned().unwrap_or_default();
+    if let Some(pending) = pending {
+        changes.extend(pending.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if changes.is_empty() {
+        return FieldErrors::new();
+    }
+    match Delta::parse(&changes) {
+        Ok(delta) => delta.apply(record).err().unwrap_or_default(),
+        Err(errors) => errors,
     }
 }
 
