@@ -252,7 +252,10 @@ mod tests {
         }
         let mut batch = Vec::new();
         assert_eq!(outbox.next_batch(&mut batch, 3).await, None);
-        assert_eq!(batch.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            batch.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         batch.clear();
         assert_eq!(outbox.next_batch(&mut batch, 3).await, None);
         assert_eq!(batch.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![4, 5]);
