@@ -17,7 +17,10 @@ async fn sign_in_sets_an_http_only_lax_cookie_and_me_lists_the_memberships() {
     );
     // Beside it, a hint that scripts may read (it grants nothing): the page asks /me only then.
     let hint = set_cookie(&response, "pfa_signed_in").expect("the signed-in hint");
-    assert!(hint.starts_with("pfa_signed_in=1;") && !hint.contains("HttpOnly"), "{hint}");
+    assert!(
+        hint.starts_with("pfa_signed_in=1;") && !hint.contains("HttpOnly"),
+        "{hint}"
+    );
     let cookie = session.split(';').next().unwrap().to_owned();
 
     let me: Value = server
