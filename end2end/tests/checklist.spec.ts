@@ -1,7 +1,7 @@
 // The card's "Manual Test Checklist", one test per item, named after the item, against the real
 // binary in dev mode (demo users and data, the in-process PEMS simulator).
 import type { Page } from '@playwright/test';
-import { test, expect, waitForHydration, signIn, cell, editCell, expectCellValue, publishAs } from './fixtures';
+import { test, expect, waitForHydration, openOrg, cell, editCell, expectCellValue, publishAs, versionCell } from './fixtures';
 import { useServer } from './support/server';
 
 const app = useServer();
@@ -14,24 +14,17 @@ function consoleOf(page: Page): string[] {
   return lines;
 }
 
-async function openOrg(page: Page, user = 'planner') {
-  await signIn(page, user);
-  await page.goto(`/orgs/${ORG}`);
-  await waitForHydration(page);
-  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
-}
-
 test('WebSocket connects on page load', async ({ page, baseURL }) => {
   const sockets: string[] = [];
   page.on('websocket', (ws) => sockets.push(ws.url()));
-  await openOrg(page);
+  await openOrg(page, 'planner');
   await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
   // One socket, to the page's own host, for the org of the page.
   expect(sockets).toEqual([`${baseURL!.replace('http', 'ws')}/api/ws/sync/${ORG}`]);
 });
 
 test('Green "WS" badge shows in dev mode', async ({ page }) => {
-  await openOrg(page);
+  await openOrg(page, 'planner');
   const badge = page.getByTestId('ws-badge');
   await expect(badge).toHaveAttribute('data-connected', 'true');
   // A dot and the letters (the dot is decoration; the state is in the label and the colour).
@@ -45,7 +38,7 @@ test('Green "WS" badge shows in dev mode', async ({ page }) => {
 
 test('Console logs connection events', async ({ page, baseURL }) => {
   const lines = consoleOf(page);
-  await openOrg(page);
+  await openOrg(page, 'planner');
   await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
   const url = `${baseURL!.replace('http', 'ws')}/api/ws/sync/${ORG}`;
   expect(lines).toContain(`[WebSocket] Connecting to: ${url}`);
@@ -57,7 +50,7 @@ test('Console logs connection events', async ({ page, baseURL }) => {
 });
 
 test('Sync events trigger UI updates', async ({ page }) => {
-  await openOrg(page);
+  await openOrg(page, 'planner');
   await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
   await publishAs(page, 'admin', ORG, { type: 'SYNC_STARTED', jobId: 'e2e-check', message: 'Sync started for 2 records' });
   await expect(page.getByTestId('toast').filter({ hasText: 'Sync started for 2 records' })).toBeVisible();
@@ -74,7 +67,7 @@ test('Sync events trigger UI updates', async ({ page }) => {
 
 test('Auto-reconnect works after disconnect', async ({ page, consoleErrors }) => {
   const lines = consoleOf(page);
-  await openOrg(page);
+  await openOrg(page, 'planner');
   const badge = page.getByTestId('ws-badge');
   await expect(badge).toHaveAttribute('data-connected', 'true');
   let navigations = 0;
@@ -147,9 +140,8 @@ test('Rollback works on save failure', async ({ page, consoleErrors }) => {
 });
 
 test('React Query cache invalidates on sync success', async ({ page }) => {
-  await openOrg(page);
-  const versionOf = (pfa: string) => page.locator(`[data-testid=record-row][data-pfa="${pfa}"] td`).last();
-  await expect(versionOf('PFA-00007')).toHaveText('1');
+  await openOrg(page, 'planner');
+  await expect(versionCell(page, 'PFA-00007')).toHaveText('1');
   // A second tab on the sync queue: its job list refetches too.
   const jobsPage = await page.context().newPage();
   await jobsPage.goto(`/orgs/${ORG}/jobs`);
@@ -163,7 +155,7 @@ test('React Query cache invalidates on sync success', async ({ page }) => {
   await page.getByTestId('confirm-yes').click();
   await expect(page.getByTestId('toast').filter({ hasText: 'PFA-00007 synced!' })).toBeVisible();
   // No reload: the grid shows PEMS's new version and the value, the queue the finished job.
-  await expect(versionOf('PFA-00007')).toHaveText('2');
+  await expect(versionCell(page, 'PFA-00007')).toHaveText('2');
   await expectCellValue(page, 'PFA-00007', 'equipment', 'CAT-336');
   await expect(cell(page, 'PFA-00007', 'equipment')).not.toHaveClass(/drafted|pending/);
   await expect(jobsPage.locator('[data-testid=job-row][data-status=completed]')).toHaveCount(1);

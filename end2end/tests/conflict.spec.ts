@@ -2,25 +2,13 @@
 // remote-edit API) while a planner has a draft of it. The commit meets PEMS's 409, the dialog
 // opens on the planner's page, and each resolution ends in PEMS and in the grid.
 import type { Page } from '@playwright/test';
-import { test, expect, waitForHydration, signIn, cell, editCell, expectCellValue } from './fixtures';
+import { test, expect, openOrg, cell, editCell, expectCellValue, versionCell } from './fixtures';
 import { useServer, useSimulator } from './support/server';
 
 const pems = useSimulator();
 useServer({ pems });
 const ORG = 'org-rio';
 const CODE = 'RIO';
-
-async function openOrg(page: Page) {
-  await signIn(page, 'planner');
-  await page.goto(`/orgs/${ORG}`);
-  await waitForHydration(page);
-  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
-  await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
-}
-
-function versionOf(page: Page, pfa: string) {
-  return page.locator(`[data-testid=record-row][data-pfa="${pfa}"] td`).last();
-}
 
 /** The planner drafts `edits` of `pfa`, PEMS changes `remote` meanwhile, the planner commits. */
 async function commitIntoConflict(page: Page, pfa: string, edits: Record<string, string>, remote: Record<string, unknown>) {
@@ -38,7 +26,7 @@ async function commitIntoConflict(page: Page, pfa: string, edits: Record<string,
 }
 
 test('a remote edit in PEMS opens the dialog; "Use mine" writes the planner\'s value over it', async ({ page }) => {
-  await openOrg(page);
+  await openOrg(page, 'planner');
   const pfa = 'PFA-00021';
   const dialog = await commitIntoConflict(page, pfa, { notes: 'planner note' }, { notes: 'PEMS note' });
   const notes = dialog.locator('[data-testid=conflict-field][data-field=notes]');
@@ -49,7 +37,7 @@ test('a remote edit in PEMS opens the dialog; "Use mine" writes the planner\'s v
   await dialog.getByTestId('conflict-use-mine').click();
   await expect(page.getByTestId('conflict-dialog')).toHaveCount(0);
   await expect(page.getByTestId('toast').filter({ hasText: `${pfa} synced!` })).toBeVisible();
-  await expect(versionOf(page, pfa)).toHaveText('3');
+  await expect(versionCell(page, pfa)).toHaveText('3');
   await expectCellValue(page, pfa, 'notes', 'planner note');
   await expect(page.getByTestId('banner-headline')).toHaveText('All changes synced');
   // PEMS has the planner's value on top of the remote edit, written once.
@@ -58,20 +46,20 @@ test('a remote edit in PEMS opens the dialog; "Use mine" writes the planner\'s v
 });
 
 test('"Use PEMS" keeps the remote value and drops the planner\'s', async ({ page }) => {
-  await openOrg(page);
+  await openOrg(page, 'planner');
   const pfa = 'PFA-00022';
   const dialog = await commitIntoConflict(page, pfa, { notes: 'planner note' }, { notes: 'PEMS wins' });
   await dialog.getByTestId('conflict-use-pems').click();
   await expect(page.getByTestId('conflict-dialog')).toHaveCount(0);
   await expectCellValue(page, pfa, 'notes', 'PEMS wins');
-  await expect(versionOf(page, pfa)).toHaveText('2');
+  await expect(versionCell(page, pfa)).toHaveText('2');
   await expect(cell(page, pfa, 'notes')).not.toHaveClass(/drafted|pending/);
   await expect(page.getByTestId('banner-headline')).toHaveText('All changes synced');
   expect((await pems.stats()).byRecord[`${CODE}/${pfa}`] ?? 0).toBe(0);
 });
 
 test('merge by field: the planner keeps one field and takes PEMS\'s other, and the re-sync succeeds', async ({ page }) => {
-  await openOrg(page);
+  await openOrg(page, 'planner');
   const pfa = 'PFA-00023';
   const dialog = await commitIntoConflict(
     page,
@@ -89,7 +77,7 @@ test('merge by field: the planner keeps one field and takes PEMS\'s other, and t
   await expect(page.getByTestId('conflict-dialog')).toHaveCount(0);
 
   await expect(page.getByTestId('toast').filter({ hasText: `${pfa} synced!` })).toBeVisible();
-  await expect(versionOf(page, pfa)).toHaveText('3');
+  await expect(versionCell(page, pfa)).toHaveText('3');
   await expectCellValue(page, pfa, 'notes', 'planner note');
   await expectCellValue(page, pfa, 'equipment', 'PEMS-EX1');
   await expect(page.getByTestId('banner-headline')).toHaveText('All changes synced');

@@ -75,3 +75,62 @@ export async function publishAs(page: import('@playwright/test').Page, user: str
   expect(published.status(), await published.text()).toBe(202);
   await api.dispose();
 }
+
+/** `PFA-00042` for 42. */
+export function pfa(n: number): string {
+  return `PFA-${String(n).padStart(5, '0')}`;
+}
+
+/** `count` record ids from `pfa(from)` on. */
+export function pfaRange(from: number, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => pfa(from + i));
+}
+
+/** Signs in, opens an org's records and waits until they are listed and the socket is up. */
+export async function openOrg(page: import('@playwright/test').Page, user: string, org = 'org-rio') {
+  await signIn(page, user);
+  await page.goto(`/orgs/${org}`);
+  await waitForHydration(page);
+  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
+  await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
+}
+
+/** The grid cell with a record's version. */
+export function versionCell(page: import('@playwright/test').Page, pfaId: string) {
+  return page.locator(`[data-testid=record-row][data-pfa="${pfaId}"] td`).last();
+}
+
+/** A job's row on the sync-queue dashboard. */
+export function jobRow(page: import('@playwright/test').Page, jobId: string) {
+  return page.locator(`[data-testid=job-row][data-job-id="${jobId}"]`);
+}
+
+export type Draft = { pfaId: string; changes: Record<string, unknown>; reason?: string; baseVersion?: number };
+
+/**
+ * Saves drafts as the caller of `api` and commits exactly those records; answers the job.
+ * `origin` is for a page's own request context (an `apiAs` client sends it already).
+ */
+export async function commitDrafts(
+  api: APIRequestContext,
+  org: string,
+  drafts: Draft[],
+  options: { origin?: string; reason?: string } = {},
+) {
+  const headers = options.origin ? { origin: options.origin } : undefined;
+  const saved = await api.put(`/api/orgs/${org}/drafts`, { data: { drafts }, headers });
+  expect(saved.status(), await saved.text()).toBe(200);
+  const committed = await api.post(`/api/orgs/${org}/drafts/commit`, {
+    data: { pfaIds: drafts.map((d) => d.pfaId), reason: options.reason },
+    headers,
+  });
+  expect(committed.status(), await committed.text()).toBe(202);
+  return (await committed.json()).job as { id: string; total: number };
+}
+
+/** Waits until a job's status is `status` (or matches it). */
+export async function waitForJob(api: APIRequestContext, org: string, jobId: string, status: string | RegExp) {
+  const current = async () => (await (await api.get(`/api/orgs/${org}/jobs/${jobId}`)).json()).job.status as string;
+  if (typeof status === 'string') await expect.poll(current, { timeout: 20_000 }).toBe(status);
+  else await expect.poll(current, { timeout: 20_000 }).toMatch(status);
+}

@@ -2,43 +2,13 @@
 // server in dev mode (demo data, built-in PEMS simulator at its default 50 writes a second).
 // Jobs are made through the API with the signed-in user's cookie; each test uses its own
 // records (PFA-01xxx) so the other specs' records stay untouched.
-import type { APIRequestContext, Page } from '@playwright/test';
-import { test, expect, waitForHydration, signIn } from './fixtures';
+import type { Page } from '@playwright/test';
+import { test, expect, waitForHydration, signIn, pfa, pfaRange, jobRow, commitDrafts, waitForJob } from './fixtures';
 import { useServer } from './support/server';
 
 useServer();
 
 const ORG = 'org-rio';
-
-function pfa(n: number): string {
-  return `PFA-${String(n).padStart(5, '0')}`;
-}
-
-function range(from: number, count: number): string[] {
-  return Array.from({ length: count }, (_, i) => pfa(from + i));
-}
-
-type Draft = { pfaId: string; changes: Record<string, unknown>; reason?: string; baseVersion?: number };
-
-/** Saves drafts and commits exactly those records; answers the created job. */
-async function commitDrafts(request: APIRequestContext, origin: string, drafts: Draft[]) {
-  const saved = await request.put(`/api/orgs/${ORG}/drafts`, { data: { drafts }, headers: { origin } });
-  expect(saved.status(), await saved.text()).toBe(200);
-  const committed = await request.post(`/api/orgs/${ORG}/drafts/commit`, {
-    data: { pfaIds: drafts.map((d) => d.pfaId), reason: 'e2e jobs spec' },
-    headers: { origin },
-  });
-  expect(committed.status(), await committed.text()).toBe(202);
-  return (await committed.json()).job as { id: string; total: number };
-}
-
-async function waitForJob(request: APIRequestContext, jobId: string, status: string) {
-  await expect
-    .poll(async () => (await (await request.get(`/api/orgs/${ORG}/jobs/${jobId}`)).json()).job.status, {
-      timeout: 20_000,
-    })
-    .toBe(status);
-}
 
 async function openJobs(page: Page) {
   await page.goto(`/orgs/${ORG}/jobs`);
@@ -46,20 +16,17 @@ async function openJobs(page: Page) {
   await expect(page.getByTestId('jobs-live')).toHaveAttribute('data-connected', 'true');
 }
 
-function jobRow(page: Page, jobId: string) {
-  return page.locator(`[data-testid=job-row][data-job-id="${jobId}"]`);
-}
-
 test('the sync queue shows a committed job live until it completes, with its records', async ({ page, baseURL }) => {
   await signIn(page, 'planner');
   await openJobs(page);
   await expect(page.getByTestId('tab-jobs')).toHaveAttribute('aria-current', 'page');
 
-  const ids = range(1501, 40);
+  const ids = pfaRange(1501, 40);
   const job = await commitDrafts(
     page.context().request,
-    baseURL!,
+    ORG,
     ids.map((pfaId) => ({ pfaId, changes: { notes: `e2e queue ${pfaId}` } })),
+    { origin: baseURL!, reason: 'e2e jobs spec' },
   );
 
   const row = jobRow(page, job.id);
@@ -98,8 +65,9 @@ test('pause, resume and cancel are sent over the socket and answered', async ({ 
   // 300 records at 50 writes a second: about six seconds of running time.
   const job = await commitDrafts(
     page.context().request,
-    baseURL!,
-    range(1001, 300).map((pfaId) => ({ pfaId, changes: { notes: `e2e pause ${pfaId}` } })),
+    ORG,
+    pfaRange(1001, 300).map((pfaId) => ({ pfaId, changes: { notes: `e2e pause ${pfaId}` } })),
+    { origin: baseURL!, reason: 'e2e jobs spec' },
   );
   const row = jobRow(page, job.id);
   const result = page.getByTestId('command-result');
@@ -134,7 +102,7 @@ test('pause, resume and cancel are sent over the socket and answered', async ({ 
 
   // The cancelled changes went back to the planner's drafts; discard them.
   const discarded = await page.context().request.post(`/api/orgs/${ORG}/drafts/discard`, {
-    data: { pfaIds: range(1001, 300) },
+    data: { pfaIds: pfaRange(1001, 300) },
     headers: { origin: baseURL! },
   });
   expect(discarded.status()).toBe(200);
@@ -147,16 +115,16 @@ test('a conflict opens in the dialog, shows both values and is resolved by merge
 
   // The planner changes the notes of two records (now version 2 in PEMS), then commits other
   // notes based on version 1: PEMS changed the same field meanwhile, so both conflict.
-  const synced = await commitDrafts(request, baseURL!, [
+  const synced = await commitDrafts(request, ORG, [
     { pfaId: first, changes: { notes: 'e2e PEMS A' } },
     { pfaId: second, changes: { notes: 'e2e PEMS A' } },
-  ]);
-  await waitForJob(request, synced.id, 'completed');
-  const stale = await commitDrafts(request, baseURL!, [
+  ], { origin: baseURL!, reason: 'e2e jobs spec' });
+  await waitForJob(request, ORG, synced.id, 'completed');
+  const stale = await commitDrafts(request, ORG, [
     { pfaId: first, changes: { notes: 'e2e mine B' }, baseVersion: 1 },
     { pfaId: second, changes: { notes: 'e2e mine B' }, baseVersion: 1 },
-  ]);
-  await waitForJob(request, stale.id, 'completed_with_conflicts');
+  ], { origin: baseURL!, reason: 'e2e jobs spec' });
+  await waitForJob(request, ORG, stale.id, 'completed_with_conflicts');
 
   await openJobs(page);
   const item = (pfaId: string) => page.locator(`[data-testid=conflict-item][data-pfa-id="${pfaId}"]`);
@@ -234,10 +202,10 @@ test('an admin sees the version timeline and rolls back with a reason', async ({
   const record = pfa(1701);
   const request = page.context().request;
   const original = (await (await request.get(`/api/orgs/${ORG}/records/${record}`)).json()).notes as string;
-  const job = await commitDrafts(request, baseURL!, [
+  const job = await commitDrafts(request, ORG, [
     { pfaId: record, changes: { notes: 'e2e history change' }, reason: 'Vendor sent a new quote' },
-  ]);
-  await waitForJob(request, job.id, 'completed');
+  ], { origin: baseURL!, reason: 'e2e jobs spec' });
+  await waitForJob(request, ORG, job.id, 'completed');
 
   await page.goto(`/orgs/${ORG}/records/${record}`);
   await waitForHydration(page);

@@ -1,18 +1,14 @@
 // An offline planner: the browser loses the network while editing and saving. The edits stay on
 // screen (and in local storage), Save Draft waits for the connection, and when the browser is
 // back online they are saved once: nothing lost, nothing duplicated.
-import { test, expect, waitForHydration, signIn, cell, editCell, expectCellValue } from './fixtures';
+import { test, expect, waitForHydration, openOrg, cell, editCell, expectCellValue } from './fixtures';
 import { useServer } from './support/server';
 
 useServer();
 const ORG = 'org-rio';
 
 test('edits made and saved offline are kept and saved once when the browser is back online', async ({ page, context, consoleErrors }) => {
-  await signIn(page, 'planner');
-  await page.goto(`/orgs/${ORG}`);
-  await waitForHydration(page);
-  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
-  await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
+  await openOrg(page, 'planner');
 
   await editCell(page, 'PFA-00011', 'notes', 'edited before the outage');
   await context.setOffline(true);

@@ -1,14 +1,10 @@
 // PEMS outages during a commit, with the simulator as its own process answering 503 (with
 // Retry-After: the seconds left) for every request while the outage lasts.
 import type { Page } from '@playwright/test';
-import { test, expect, waitForHydration, signIn, apiAs } from './fixtures';
+import { test, expect, waitForHydration, signIn, apiAs, commitDrafts, jobRow, pfaRange } from './fixtures';
 import { useServer, useSimulator } from './support/server';
 
 const ORG = 'org-rio';
-
-function ids(from: number, count: number) {
-  return Array.from({ length: count }, (_, i) => `PFA-${String(from + i).padStart(5, '0')}`);
-}
 
 /** The planner's sync queue, live. */
 async function openQueue(page: Page) {
@@ -18,22 +14,12 @@ async function openQueue(page: Page) {
   await expect(page.getByTestId('jobs-live')).toHaveAttribute('data-connected', 'true');
 }
 
-/** Saves and commits a note on each record as the planner; answers the job id. */
+/** The planner commits a note on each record; answers the job id. */
 async function commit(baseURL: string, records: string[]): Promise<string> {
   const api = await apiAs(baseURL, 'planner');
-  const saved = await api.put(`/api/orgs/${ORG}/drafts`, {
-    data: { drafts: records.map((pfaId) => ({ pfaId, changes: { notes: `outage ${pfaId}` } })) },
-  });
-  expect(saved.status(), await saved.text()).toBe(200);
-  const committed = await api.post(`/api/orgs/${ORG}/drafts/commit`, { data: { pfaIds: records } });
-  expect(committed.status(), await committed.text()).toBe(202);
-  const job = (await committed.json()).job.id as string;
+  const job = await commitDrafts(api, ORG, records.map((pfaId) => ({ pfaId, changes: { notes: `outage ${pfaId}` } })));
   await api.dispose();
-  return job;
-}
-
-function jobRow(page: Page, job: string) {
-  return page.locator(`[data-testid=job-row][data-job-id="${job}"]`);
+  return job.id;
 }
 
 test.describe('an outage shorter than the retries', () => {
@@ -44,7 +30,7 @@ test.describe('an outage shorter than the retries', () => {
     test.setTimeout(90_000);
     await openQueue(page);
     await pems.setFaults({ outageSecs: 20 });
-    const records = ids(301, 5);
+    const records = pfaRange(301, 5);
     const job = await commit(baseURL!, records);
     const row = jobRow(page, job);
     await expect(row).toHaveAttribute('data-status', 'running');
@@ -67,7 +53,7 @@ test.describe('an outage longer than the attempts', () => {
     test.setTimeout(60_000);
     await openQueue(page);
     await pems.setFaults({ outageSecs: 20 });
-    const records = ids(401, 3);
+    const records = pfaRange(401, 3);
     const job = await commit(baseURL!, records);
     const row = jobRow(page, job);
     await expect(row).toHaveAttribute('data-status', 'failed', { timeout: 20_000 });

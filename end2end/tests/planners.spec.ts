@@ -2,7 +2,7 @@
 // of org-portarthur. Planner A commits 50 records; planner B sees the same progress live and the
 // refreshed grid; the org-portarthur viewer receives nothing of it.
 import type { Browser, Page, WebSocket } from '@playwright/test';
-import { test, expect, waitForHydration, signIn, apiAs, expectCellValue } from './fixtures';
+import { test, expect, waitForHydration, signIn, apiAs, expectCellValue, pfaRange, versionCell } from './fixtures';
 import { useServer } from './support/server';
 
 // 10 PEMS writes a second: the 50-record job runs for about five seconds, long enough to watch.
@@ -28,10 +28,6 @@ async function openAs(browser: Browser, user: string, password: string, org: str
   return { context, page, seen };
 }
 
-function versionOf(page: Page, pfa: string) {
-  return page.locator(`[data-testid=record-row][data-pfa="${pfa}"] td`).last();
-}
-
 test.beforeAll(() => {
   app.cli(['user', 'add', 'planner-b', '--password', 'planner-b-pass', '--member', 'org-rio:planner']);
   app.cli(['user', 'add', 'pa-viewer', '--password', 'pa-viewer-pass', '--member', 'org-portarthur:viewer']);
@@ -46,7 +42,7 @@ test('two planners watch one commit live; a viewer of another org sees nothing o
 
   // Planner A saves 50 drafts (as a batch through the API, as an import would) and commits
   // them from the page.
-  const ids = Array.from({ length: 50 }, (_, i) => `PFA-${String(1 + i).padStart(5, '0')}`);
+  const ids = pfaRange(1, 50);
   const api = await apiAs(baseURL!, 'planner');
   const saved = await api.put('/api/orgs/org-rio/drafts', {
     data: { drafts: ids.map((pfaId) => ({ pfaId, changes: { notes: `A's change to ${pfaId}` } })) },
@@ -72,8 +68,8 @@ test('two planners watch one commit live; a viewer of another org sees nothing o
     await expect(p.getByTestId('banner-headline')).toHaveText('All changes synced');
   }
   // B's grid is refreshed without a reload: new versions and A's values.
-  await expect(versionOf(b.page, ids[0])).toHaveText('2');
-  await expect(versionOf(b.page, ids[10])).toHaveText('2');
+  await expect(versionCell(b.page, ids[0])).toHaveText('2');
+  await expect(versionCell(b.page, ids[10])).toHaveText('2');
   await expectCellValue(b.page, ids[0], 'notes', `A's change to ${ids[0]}`);
 
   // The same events reached A and B, in the same order, progress included.

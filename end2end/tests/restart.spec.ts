@@ -3,7 +3,7 @@
 // was away are replayed, and the job finishes exactly once (PEMS, a separate process, counts
 // one write per record).
 import type { WebSocket } from '@playwright/test';
-import { test, expect, waitForHydration, signIn, apiAs } from './fixtures';
+import { test, expect, waitForHydration, signIn, apiAs, commitDrafts, pfaRange } from './fixtures';
 import { useServer, useSimulator } from './support/server';
 
 const pems = useSimulator();
@@ -29,14 +29,9 @@ test('a server crash mid-job: the badge goes red, comes back green without a rel
   const badge = page.getByTestId('ws-badge');
   await expect(badge).toHaveAttribute('data-connected', 'true');
 
-  const records = Array.from({ length: 60 }, (_, i) => `PFA-${String(201 + i).padStart(5, '0')}`);
+  const records = pfaRange(201, 60);
   const api = await apiAs(baseURL!, 'planner');
-  expect((await api.put(`/api/orgs/${ORG}/drafts`, {
-    data: { drafts: records.map((pfaId) => ({ pfaId, changes: { notes: `restart ${pfaId}` } })) },
-  })).status()).toBe(200);
-  const committed = await api.post(`/api/orgs/${ORG}/drafts/commit`, { data: { pfaIds: records } });
-  expect(committed.status()).toBe(202);
-  const job = (await committed.json()).job.id as string;
+  const job = (await commitDrafts(api, ORG, records.map((pfaId) => ({ pfaId, changes: { notes: `restart ${pfaId}` } })))).id;
   await api.dispose();
 
   // Some records are synced, then the server is killed.

@@ -3,7 +3,7 @@
 // screenshot of each is kept in <output folder>/screens/ (test-results/screens/ by default) for people to look at.
 import type { Page } from '@playwright/test';
 import { join } from 'node:path';
-import { test, expect, waitForHydration, signIn, apiAs } from './fixtures';
+import { test, expect, waitForHydration, signIn, apiAs, commitDrafts, waitForJob, type Draft } from './fixtures';
 import { useServer } from './support/server';
 
 const app = useServer();
@@ -23,12 +23,8 @@ async function check(page: Page, name: string, size: string) {
 test.beforeAll(async () => {
   // One finished job and one open conflict, so the queue and the dialog have something to show.
   const api = await apiAs(app.baseURL, 'planner');
-  const commit = async (drafts: unknown[]) => {
-    expect((await api.put(`/api/orgs/${ORG}/drafts`, { data: { drafts } })).status()).toBe(200);
-    const r = await api.post(`/api/orgs/${ORG}/drafts/commit`, { data: { pfaIds: (drafts as { pfaId: string }[]).map((d) => d.pfaId) } });
-    const job = (await r.json()).job.id as string;
-    await expect.poll(async () => (await (await api.get(`/api/orgs/${ORG}/jobs/${job}`)).json()).job.status).toMatch(/^completed/);
-  };
+  const commit = async (drafts: Draft[]) =>
+    waitForJob(api, ORG, (await commitDrafts(api, ORG, drafts)).id, /^completed/);
   await commit([{ pfaId: 'PFA-00051', changes: { notes: 'first change', monthlyRate: 1200 }, reason: 'New quote' }]);
   await commit([{ pfaId: 'PFA-00051', changes: { notes: 'stale change' }, baseVersion: 1 }]);
   await api.dispose();

@@ -1,16 +1,13 @@
 // Security as the browser sees it: a viewer gets no save or commit controls and the server
 // refuses what a crafted request tries; markup typed into a record is shown as text everywhere.
-import { test, expect, waitForHydration, signIn, apiAs, cell, expectCellValue } from './fixtures';
+import { test, expect, waitForHydration, signIn, apiAs, cell, expectCellValue, commitDrafts, waitForJob, openOrg } from './fixtures';
 import { useServer } from './support/server';
 
 useServer();
 const ORG = 'org-rio';
 
 test('a viewer has no save or commit controls, and crafted requests are refused', async ({ page, baseURL, consoleErrors }) => {
-  await signIn(page, 'viewer');
-  await page.goto(`/orgs/${ORG}`);
-  await waitForHydration(page);
-  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
+  await openOrg(page, 'viewer');
   await expect(page.getByTestId('my-role')).toHaveText('Read only: viewers cannot edit');
   await expect(page.getByTestId('save-draft')).toHaveCount(0);
   await expect(page.getByTestId('commit')).toHaveCount(0);
@@ -53,16 +50,8 @@ test('a viewer has no save or commit controls, and crafted requests are refused'
 test('a record field containing markup is shown as text in the grid, the timeline and the dialog', async ({ page, baseURL }) => {
   const markup = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">';
   const planner = await apiAs(baseURL!, 'planner');
-  const saved = await planner.put(`/api/orgs/${ORG}/drafts`, {
-    data: { drafts: [{ pfaId: 'PFA-00015', changes: { notes: markup }, reason: '<b>bold</b> reason' }] },
-  });
-  expect(saved.status(), await saved.text()).toBe(200);
-  const committed = await planner.post(`/api/orgs/${ORG}/drafts/commit`, { data: { pfaIds: ['PFA-00015'] } });
-  expect(committed.status()).toBe(202);
-  const job = (await committed.json()).job.id as string;
-  await expect
-    .poll(async () => (await (await planner.get(`/api/orgs/${ORG}/jobs/${job}`)).json()).job.status)
-    .toBe('completed');
+  const job = await commitDrafts(planner, ORG, [{ pfaId: 'PFA-00015', changes: { notes: markup }, reason: '<b>bold</b> reason' }]);
+  await waitForJob(planner, ORG, job.id, 'completed');
 
   await planner.dispose();
 
