@@ -15,12 +15,8 @@ fn signed_in_hint() -> bool {
             .ok()
             .and_then(|d| d.cookie().ok())
             .unwrap_or_default();
-        cookies.split(';').any(|c| {
-            c.trim().starts_with(&format!(
-                "{}=",
-                crate::protocol::auth::SIGNED_IN_HINT_COOKIE
-            ))
-        })
+        let prefix = format!("{}=", crate::protocol::auth::SIGNED_IN_HINT_COOKIE);
+        cookies.split(';').any(|c| c.trim().starts_with(&prefix))
     }
     #[cfg(not(feature = "hydrate"))]
     {

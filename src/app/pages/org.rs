@@ -115,14 +115,11 @@ pub fn OrgPage() -> impl IntoView {
 
     // Save Draft while the browser is offline keeps the edits and saves them when the
     // connection is back, instead of failing.
-    let (save_when_online, set_save_when_online) = signal(false);
+    let save_when_online = StoredValue::new(false);
     let save = move || {
         if browser_offline() {
-            set_save_when_online.set(true);
-            toasts.info(
-                "You are offline - your changes will be saved when the connection is back"
-                    .to_owned(),
-            );
+            save_when_online.set_value(true);
+            toasts.info("You are offline - your changes will be saved when the connection is back");
         } else {
             drafts.save();
         }
@@ -130,18 +127,16 @@ pub fn OrgPage() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         let handle = window_event_listener_untyped("online", move |_| {
-            if save_when_online.get_untracked() {
-                set_save_when_online.set(false);
+            if save_when_online.get_value() {
+                save_when_online.set_value(false);
                 if !drafts.pending.with_untracked(|p| p.is_empty()) {
-                    toasts.info("Back online - saving your changes".to_owned());
+                    toasts.info("Back online - saving your changes");
                     drafts.save();
                 }
             }
         });
         on_cleanup(move || handle.remove());
     });
-    #[cfg(not(feature = "hydrate"))]
-    let _ = save_when_online;
 
     // SYNC_CONFLICT opens the dialog (the first one; later ones wait in the toasts).
     let (open_conflict, set_open_conflict) = signal(None::<String>);
