@@ -330,6 +330,11 @@ async fn two_503s_are_retried_then_the_write_succeeds() {
     let detail = job(&server, &planner, &job_id).await;
     assert_eq!(detail["job"]["retries"], 2);
     assert_eq!(detail["items"][0]["attempts"], 3);
+    // The live events carry the retries too, so a dashboard needs no refetch to show them.
+    let last_progress = of_type(&events, "SYNC_PROGRESS")
+        .pop()
+        .expect("progress events");
+    assert_eq!(last_progress["data"]["retries"], 2, "{last_progress}");
 }
 
 #[tokio::test]

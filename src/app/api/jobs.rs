@@ -277,6 +277,7 @@ impl Job {
             self.synced = number("synced").unwrap_or(self.synced);
             self.conflicts = number("conflicts").unwrap_or(self.conflicts);
             self.failed = number("failed").unwrap_or(self.failed);
+            self.retries = number("retries").unwrap_or(self.retries);
         }
         if self.status == "running" && self.started_at.is_none() {
             self.started_at = Some(event.timestamp);
@@ -575,9 +576,12 @@ mod tests {
         j.apply_event(&event(serde_json::json!({
             "type": "SYNC_PROGRESS", "jobId": "job-1", "progress": 50,
             "timestamp": "2026-11-26T00:52:19.000000Z",
-            "data": {"jobStatus": "running", "total": 10, "synced": 5, "conflicts": 0, "failed": 0}
+            "data": {"jobStatus": "running", "total": 10, "synced": 5, "conflicts": 0, "failed": 0, "retries": 3}
         })));
-        assert_eq!((j.status.as_str(), j.synced, j.done()), ("running", 5, 5));
+        assert_eq!(
+            (j.status.as_str(), j.synced, j.done(), j.retries),
+            ("running", 5, 5, 3)
+        );
         j.apply_event(&event(serde_json::json!({
             "type": "SYNC_SUCCESS", "jobId": "job-1", "timestamp": "2026-11-26T00:52:20.000000Z",
             "data": {"jobStatus": "completed"}

@@ -184,6 +184,8 @@ pub struct Counts {
     pub conflicts: i64,
     pub failed: i64,
     pub cancelled: i64,
+    /// Retry waits taken so far (the job's `retries`).
+    pub retries: i64,
 }
 
 impl Counts {
@@ -193,7 +195,7 @@ impl Counts {
 
     fn to_json(self, status: JobStatus) -> Value {
         json!({ "jobStatus": status.as_str(), "total": self.total, "synced": self.synced,
-                "conflicts": self.conflicts, "failed": self.failed })
+                "conflicts": self.conflicts, "failed": self.failed, "retries": self.retries })
     }
 }
 

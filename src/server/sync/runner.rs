@@ -30,9 +30,10 @@ enum Outcome {
     Retry(Instant),
 }
 
-fn counts_of(items: &[QueueItem]) -> Counts {
+fn counts_of(items: &[QueueItem], retries: i64) -> Counts {
     let mut c = Counts {
         total: items.len() as i64,
+        retries,
         ..Default::default()
     };
     for item in items {
@@ -60,7 +61,7 @@ pub async fn announce(engine: &Engine, job: &Job, note: Option<&str>) {
             publish(
                 engine,
                 &job.organization_id,
-                events::progress(&job.id, counts_of(&items), job.status, note),
+                events::progress(&job.id, counts_of(&items, job.retries), job.status, note),
             )
             .await
         }
@@ -99,7 +100,11 @@ pub async fn finish_cancelled(engine: &Engine, job: &Job) -> anyhow::Result<()> 
     publish(
         engine,
         &job.organization_id,
-        events::job_finished(&job.id, counts_of(&items), JobStatus::Cancelled),
+        events::job_finished(
+            &job.id,
+            counts_of(&items, job.retries),
+            JobStatus::Cancelled,
+        ),
     )
     .await;
     Ok(())
@@ -130,7 +135,7 @@ pub async fn run(
         .await;
     }
     let items = store.items(job_id).await?;
-    let mut counts = counts_of(&items);
+    let mut counts = counts_of(&items, job.retries);
     let mut ready: VecDeque<QueueItem> = items
         .into_iter()
         .filter(|i| i.status == ItemStatus::Pending)
@@ -231,6 +236,7 @@ pub async fn run(
                     Ok(Outcome::Conflict) => counts.conflicts += 1,
                     Ok(Outcome::Failed) => counts.failed += 1,
                     Ok(Outcome::Retry(at)) => {
+                        counts.retries += 1;
                         let fresh = store.item(item.id).await?.context("item vanished")?;
                         delayed.push((at, fresh));
                     }
@@ -245,7 +251,7 @@ pub async fn run(
             _ = wake.notified() => {
                 // A command: a retry adds items back.
                 let items = store.items(job_id).await?;
-                counts = counts_of(&items);
+                counts = counts_of(&items, counts.retries);
                 let known: std::collections::HashSet<i64> =
                     ready.iter().chain(delayed.iter().map(|(_, i)| i)).map(|i| i.id).collect();
                 for item in items.into_iter().filter(|i| i.status == ItemStatus::Pending && !known.contains(&i.id)) {
