@@ -1,10 +1,15 @@
 //! One subscribed WebSocket: CONNECTED, the replay, then live events, heartbeats and commands.
-//! A send task (this function) and a receive task; when one ends, the other is stopped.
+//!
+//! Live events are written by the hub's fan-out shards straight into the socket's outbox
+//! (outbox.rs). This task writes what they could not finish, the control frames, and the
+//! close; a second task reads and decodes what the client sends (tungstenite), and when one
+//! ends, the other is stopped.
 
 use super::{
     commands::CommandDesk,
     hub::{Hub, ReplayPlan},
-    outbox::Frame,
+    outbox::{ControlWriter, Frame, Outbox},
+    upgrade::Io,
 };
 use crate::{
     domain::role::Role,
@@ -13,8 +18,7 @@ use crate::{
         frames::{ClientCommand, ControlFrame},
     },
 };
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::{stream::SplitSink, SinkExt, StreamExt};
+use futures::StreamExt;
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -23,13 +27,23 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::sync::mpsc;
+use tokio_tungstenite::{
+    tungstenite::{
+        protocol::{Role as WsRole, WebSocketConfig},
+        Message,
+    },
+    WebSocketStream,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Events read from the log per replay query.
 const REPLAY_PAGE: u32 = 500;
-/// Queued events written with one flush: a burst costs one socket write per batch, not per
-/// event (about 10 KiB of frames).
-const MAX_BATCH: usize = 32;
+/// Initial read buffer of a socket. Clients send only small commands, and tungstenite grows
+/// the buffer for a larger message; its 128 KiB default, allocated per socket up front, was
+/// most of a connection's memory (docs/benchmarks.md).
+const READ_BUFFER: usize = 4 * 1024;
+/// How long a closing socket waits for its close frame to go out and for the client's reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Params {
     pub hub: Hub,
@@ -50,75 +64,45 @@ enum Outgoing {
     Close(u16, &'static str),
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-
-struct Sender {
-    sink: Sink,
-    /// A write that takes longer than this means the peer is gone.
-    write_timeout: Duration,
+fn control(frame: &ControlFrame) -> Frame {
+    Frame::text(serde_json::to_string(frame).expect("control frames serialize"))
 }
 
-impl Sender {
-    async fn send(&mut self, message: Message) -> Result<(), ()> {
-        match tokio::time::timeout(self.write_timeout, self.sink.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
-    }
-
-    /// Writes `frames` with a single flush, all within the write timeout.
-    async fn send_batch(&mut self, frames: impl Iterator<Item = Frame>) -> Result<(), ()> {
-        let sink = &mut self.sink;
-        let write = async move {
-            for frame in frames {
-                sink.feed(Message::Text(frame.text)).await?;
-            }
-            sink.flush().await
-        };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
-    }
-
-    async fn control(&mut self, frame: &ControlFrame) -> Result<(), ()> {
-        let text = serde_json::to_string(frame).expect("control frames serialize");
-        self.send(Message::Text(text.into())).await
-    }
-
-    async fn close(mut self, code: u16, reason: &str) {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason),
-        };
-        let _ = self.send(Message::Close(Some(frame))).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
-    }
+/// The frame reader's settings: inbound messages are limited at 64 KiB by the connection
+/// (close 1009); the transport limit above it only protects memory from absurd frames.
+fn reader_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(4 * close_codes::MAX_INBOUND_MESSAGE))
+        .max_frame_size(Some(4 * close_codes::MAX_INBOUND_MESSAGE))
 }
 
 /// Closes a socket that may not subscribe (4401 / 4403) before any event.
-pub async fn refuse(socket: WebSocket, code: u16, reason: &'static str) {
-    let (sink, _stream) = socket.split();
-    Sender {
-        sink,
-        write_timeout: Duration::from_secs(5),
-    }
-    .close(code, reason)
-    .await;
+pub async fn refuse(io: Io, code: u16, reason: &'static str) {
+    let (mut read, write) = tokio::io::split(io);
+    let outbox = Outbox::new(Box::pin(write), 2);
+    outbox.finish(code, reason, Duration::from_secs(5)).await;
+    // Give the client time to read the close frame and answer before the socket is dropped
+    // (dropping it with unread input would reset the connection).
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(CLOSE_WAIT, tokio::io::copy(&mut read, &mut sink)).await;
 }
 
-pub async fn serve(socket: WebSocket, p: Params) {
-    let (sink, mut stream) = socket.split();
-    let mut out = Sender {
-        sink,
-        write_timeout: p.heartbeat * 2,
-    };
+pub async fn serve(io: Io, p: Params) {
+    let (read, write) = tokio::io::split(io);
+    let outbox = Arc::new(p.hub.new_outbox(Box::pin(write)));
+    let write_timeout = p.heartbeat * 2;
 
-    let subscription = match p.hub.subscribe(&p.org, p.session.clone()).await {
+    let subscription = match p
+        .hub
+        .subscribe(&p.org, p.session.clone(), outbox.clone())
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(org = p.org, "subscribe failed: {e:#}");
-            out.close(1011, "internal error").await;
+            outbox.finish(1011, "internal error", CLOSE_WAIT).await;
             return;
         }
     };
@@ -129,31 +113,39 @@ pub async fn serve(socket: WebSocket, p: Params) {
         "socket subscribed"
     );
 
-    let connected = ControlFrame::Connected {
+    outbox.send_control(control(&ControlFrame::Connected {
         organization_id: p.org.clone(),
         seq: subscription.head,
         heartbeat_interval_secs: p.heartbeat.as_secs().max(1),
         replaying_since: p.since.filter(|s| *s != subscription.head),
         user: p.username.clone(),
         role: p.role.as_str().to_owned(),
-    };
-    if out.control(&connected).await.is_err() {
+    }));
+    if outbox.flush(write_timeout).await.is_err() {
         return;
     }
     if let Some(since) = p.since {
-        if replay(&mut out, &p, since, subscription.head)
+        if replay(&outbox, &p, since, subscription.head, write_timeout)
             .await
             .is_err()
         {
             return;
         }
     }
+    outbox.set_live();
 
     // Milliseconds since `start` of the last inbound message (any kind, pongs included).
     let start = Instant::now();
     let last_seen = Arc::new(AtomicU64::new(0));
     let (to_sender, mut from_receiver) = mpsc::channel::<Outgoing>(32);
-    let receiver = tokio::spawn({
+    // Pongs and close replies that tungstenite writes go through the outbox's control queue.
+    let mut stream = WebSocketStream::from_raw_socket(
+        tokio::io::join(read, ControlWriter(outbox.clone())),
+        WsRole::Server,
+        Some(reader_config()),
+    )
+    .await;
+    let mut receiver = tokio::spawn({
         let (last_seen, commands, engine, org, role, username) = (
             last_seen.clone(),
             p.commands.clone(),
@@ -186,7 +178,7 @@ pub async fn serve(socket: WebSocket, p: Params) {
                         code: "UNSUPPORTED_MESSAGE".into(),
                         message: "binary messages are not supported; send JSON text".into(),
                     }),
-                    Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                     Ok(Message::Close(_)) => break,
                     Err(e) => {
                         let text = e.to_string();
@@ -211,37 +203,21 @@ pub async fn serve(socket: WebSocket, p: Params) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Time (ms since start) of the previous ping: the peer must have spoken since then.
     let mut last_ping: Option<u64> = None;
-    let mut batch = Vec::new();
     // Created once: every socket waits on the same token, and a new waiter per loop turn
     // showed in the profile (registering on the token's shared list).
     let shutdown = p.shutdown.cancelled();
     tokio::pin!(shutdown);
+    let mut peer_closed = false;
     loop {
         tokio::select! {
             biased;
-            _ = &mut shutdown => {
-                out.close(close_codes::GOING_AWAY, "server shutting down").await;
-                break;
-            }
+            _ = &mut shutdown => outbox.close(close_codes::GOING_AWAY, "server shutting down"),
             outgoing = from_receiver.recv() => match outgoing {
-                Some(Outgoing::Frame(frame)) => {
-                    if out.control(&frame).await.is_err() { break; }
-                }
-                Some(Outgoing::Close(code, reason)) => {
-                    out.close(code, reason).await;
-                    break;
-                }
-                None => break,
+                Some(Outgoing::Frame(frame)) => outbox.send_control(control(&frame)),
+                Some(Outgoing::Close(code, reason)) => outbox.close(code, reason),
+                None => peer_closed = true,
             },
-            close = subscription.outbox.next_batch(&mut batch, MAX_BATCH) => match close {
-                None => {
-                    if out.send_batch(batch.drain(..)).await.is_err() { break; }
-                }
-                Some((code, reason)) => {
-                    out.close(code, reason).await;
-                    break;
-                }
-            },
+            _ = outbox.notified() => {}
             _ = ticker.tick() => {
                 let seen = last_seen.load(Ordering::Relaxed);
                 if let Some(pinged) = last_ping {
@@ -250,14 +226,30 @@ pub async fn serve(socket: WebSocket, p: Params) {
                         break;
                     }
                 }
-                let heartbeat = ControlFrame::Heartbeat { timestamp: chrono::Utc::now(), seq: p.hub.latest_seq(&p.org) };
                 last_ping = Some(start.elapsed().as_millis() as u64);
-                if out.control(&heartbeat).await.is_err()
-                    || out.send(Message::Ping(Default::default())).await.is_err()
-                {
-                    break;
-                }
+                outbox.send_control(control(&ControlFrame::Heartbeat {
+                    timestamp: chrono::Utc::now(),
+                    seq: p.hub.latest_seq(&p.org),
+                }));
+                outbox.send_control(Frame::ping());
             }
+        }
+        if let Some((code, reason)) = outbox.closing() {
+            outbox.finish(code, reason, CLOSE_WAIT).await;
+            // The client answers the close; its reader ends on that (or on the timeout).
+            let _ = tokio::time::timeout(CLOSE_WAIT, &mut receiver).await;
+            break;
+        }
+        // After the client's close only its reply (queued by the reader) is still written.
+        let flushed = outbox
+            .flush(if peer_closed {
+                CLOSE_WAIT
+            } else {
+                write_timeout
+            })
+            .await;
+        if flushed.is_err() || peer_closed {
+            break;
         }
     }
     receiver.abort();
@@ -265,22 +257,31 @@ pub async fn serve(socket: WebSocket, p: Params) {
 }
 
 /// Sends what the client missed since `since`, up to `head`, or RESYNC_REQUIRED.
-async fn replay(out: &mut Sender, p: &Params, since: u64, head: u64) -> Result<(), ()> {
+async fn replay(
+    outbox: &Outbox,
+    p: &Params,
+    since: u64,
+    head: u64,
+    timeout: Duration,
+) -> Result<(), ()> {
     let plan = p.hub.replay_plan(&p.org, since, head).await.map_err(|e| {
         tracing::error!("replay plan failed: {e:#}");
     })?;
+    let resync = |since: u64, oldest_seq: u64, message: String| {
+        control(&ControlFrame::ResyncRequired {
+            since,
+            oldest_seq,
+            seq: head,
+            message,
+        })
+    };
     match plan {
         ReplayPlan::UpToDate => Ok(()),
         ReplayPlan::ResyncRequired { oldest_seq } => {
-            out.control(&ControlFrame::ResyncRequired {
-                since,
-                oldest_seq,
-                seq: head,
-                message: format!(
-                    "events after {since} are no longer all kept (oldest kept: {oldest_seq}); refetch, then continue from {head}"
-                ),
-            })
-            .await
+            outbox.send_control(resync(since, oldest_seq, format!(
+                "events after {since} are no longer all kept (oldest kept: {oldest_seq}); refetch, then continue from {head}"
+            )));
+            outbox.flush(timeout).await.map_err(drop)
         }
         ReplayPlan::Replay => {
             let mut after = since;
@@ -293,20 +294,19 @@ async fn replay(out: &mut Sender, p: &Params, since: u64, head: u64) -> Result<(
                     .map_err(|e| tracing::error!("replay read failed: {e:#}"))?;
                 // Pruned between the plan and this read: the gap can no longer be filled.
                 if page.first().map(|e| e.seq) != Some(after + 1) {
-                    return out
-                        .control(&ControlFrame::ResyncRequired {
-                            since: after,
-                            oldest_seq: page.first().map(|e| e.seq).unwrap_or(0),
-                            seq: head,
-                            message: format!("events after {after} were pruned during the replay; refetch, then continue from {head}"),
-                        })
-                        .await;
+                    let oldest = page.first().map(|e| e.seq).unwrap_or(0);
+                    outbox.send_control(resync(after, oldest, format!(
+                        "events after {after} were pruned during the replay; refetch, then continue from {head}"
+                    )));
+                    return outbox.flush(timeout).await.map_err(drop);
                 }
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for event in page {
-                    out.send(Message::Text(event.payload.into())).await?;
+                    outbox.send_control(Frame::text(event.payload));
                 }
+                // One page in memory at a time.
+                outbox.flush(timeout).await.map_err(drop)?;
             }
             Ok(())
         }

@@ -1,6 +1,15 @@
 //! The per-organization hub: one publish assigns the next `seq`, appends the event to the
-//! persisted log, serializes it once and fans it out to every subscriber's outbox without
-//! waiting for any of them. The publish/subscribe seam for a multi-instance backend is here.
+//! persisted log, encodes it once as a WebSocket frame and hands it to the organization's
+//! fan-out shards without waiting for any subscriber. The publish/subscribe seam for a
+//! multi-instance backend is here.
+//!
+//! Fan-out: an organization's subscribers are split over a few shard tasks (one per core).
+//! A shard owns its list of sockets (subscribe and unsubscribe are messages in the same
+//! channel as the frames, so a new subscriber gets exactly the events published after its
+//! head) and writes each batch of frames it has received to each socket with one `writev`
+//! (`Outbox::deliver`). While a shard is busy writing, the next events queue in its channel
+//! and go out together on its next pass: a burst costs one write per socket per pass, not
+//! one per event, and no socket's task is woken unless its socket is full.
 
 use super::outbox::{Frame, Outbox, Pushed};
 use crate::{
@@ -11,10 +20,11 @@ use anyhow::Context;
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
 };
+use tokio::sync::mpsc;
 
 /// Publishes between two prunes of an organization's log.
 const PRUNE_EVERY: u32 = 256;
@@ -33,15 +43,99 @@ struct Inner {
     next_id: AtomicU64,
 }
 
-#[derive(Default)]
+/// Frames a shard takes from its channel per pass.
+const SHARD_BATCH: usize = 256;
+
 struct OrgChannel {
     /// Held across "assign seq, append, fan out" so every subscriber sees the log's order.
     /// `None` until the head has been read from the store.
     head: tokio::sync::Mutex<Option<u64>>,
-    subscribers: Mutex<HashMap<u64, Arc<Outbox>>>,
+    shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    subscribers: AtomicUsize,
     since_prune: AtomicU64,
     /// Latest published seq, readable without waiting for a publish in progress.
     latest: AtomicU64,
+}
+
+enum ShardMsg {
+    Frame(Frame),
+    Add(u64, Arc<Outbox>),
+    Remove(u64),
+}
+
+impl OrgChannel {
+    fn new(org: &str) -> Self {
+        let shards = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2)
+            .clamp(1, 16);
+        Self {
+            head: tokio::sync::Mutex::new(None),
+            shards: (0..shards)
+                .map(|_| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(run_shard(org.to_owned(), rx));
+                    tx
+                })
+                .collect(),
+            subscribers: AtomicUsize::new(0),
+            since_prune: AtomicU64::new(0),
+            latest: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, id: u64) -> &mpsc::UnboundedSender<ShardMsg> {
+        &self.shards[(id % self.shards.len() as u64) as usize]
+    }
+}
+
+/// One shard of an organization's subscribers: writes every frame to every socket it owns,
+/// batching what arrived while it was writing. Ends when the organization's channel is gone.
+async fn run_shard(org: String, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
+    let mut sockets: Vec<(u64, Arc<Outbox>)> = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut messages = Vec::with_capacity(SHARD_BATCH);
+    let mut frames: Vec<Frame> = Vec::with_capacity(SHARD_BATCH);
+    while rx.recv_many(&mut messages, SHARD_BATCH).await > 0 {
+        for message in messages.drain(..) {
+            match message {
+                ShardMsg::Frame(frame) => frames.push(frame),
+                // Frames received before a subscription or an unsubscription are written
+                // first: a new subscriber's stream starts after its head.
+                ShardMsg::Add(id, outbox) => {
+                    write_all(&org, &sockets, &mut frames);
+                    index.insert(id, sockets.len());
+                    sockets.push((id, outbox));
+                }
+                ShardMsg::Remove(id) => {
+                    write_all(&org, &sockets, &mut frames);
+                    if let Some(at) = index.remove(&id) {
+                        sockets.swap_remove(at);
+                        if let Some((moved, _)) = sockets.get(at) {
+                            index.insert(*moved, at);
+                        }
+                    }
+                }
+            }
+        }
+        write_all(&org, &sockets, &mut frames);
+    }
+}
+
+fn write_all(org: &str, sockets: &[(u64, Arc<Outbox>)], frames: &mut Vec<Frame>) {
+    if frames.is_empty() {
+        return;
+    }
+    for (id, outbox) in sockets {
+        if outbox.deliver(frames) == Pushed::Overflowed {
+            tracing::warn!(
+                connection = id,
+                org,
+                "subscriber too slow; closing with 4008"
+            );
+        }
+    }
+    frames.clear();
 }
 
 struct ConnectionEntry {
@@ -63,11 +157,8 @@ pub struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some(channel) = self.hub.channel_if_exists(&self.org) {
-            channel
-                .subscribers
-                .lock()
-                .expect("subscribers lock")
-                .remove(&self.id);
+            let _ = channel.shard(self.id).send(ShardMsg::Remove(self.id));
+            channel.subscribers.fetch_sub(1, Ordering::Relaxed);
         }
         self.hub
             .inner
@@ -105,7 +196,9 @@ impl Hub {
 
     fn channel(&self, org: &str) -> Arc<OrgChannel> {
         let mut orgs = self.inner.orgs.lock().expect("orgs lock");
-        orgs.entry(org.to_owned()).or_default().clone()
+        orgs.entry(org.to_owned())
+            .or_insert_with(|| Arc::new(OrgChannel::new(org)))
+            .clone()
     }
 
     fn channel_if_exists(&self, org: &str) -> Option<Arc<OrgChannel>> {
@@ -144,24 +237,15 @@ impl Hub {
         *head_slot = Some(seq);
         channel.latest.store(seq, Ordering::Relaxed);
 
-        let frame = Frame {
+        let frame = Frame::event(
             seq,
-            job_id: event.job_id.as_str().into(),
-            coalescible: event.kind.is_coalescible(),
-            text: text.into(),
-        };
-        // Pushing never waits, so it is done under the lock rather than on a copy of the list.
-        let subscribers = channel.subscribers.lock().expect("subscribers lock");
-        for (id, outbox) in subscribers.iter() {
-            if outbox.push(frame.clone()) == Pushed::Overflowed {
-                tracing::warn!(
-                    connection = id,
-                    org,
-                    "subscriber too slow; closing with 4008"
-                );
-            }
+            event.job_id.as_str().into(),
+            event.kind.is_coalescible(),
+            text,
+        );
+        for shard in &channel.shards {
+            let _ = shard.send(ShardMsg::Frame(frame.clone()));
         }
-        drop(subscribers);
         drop(head_slot);
 
         if channel.since_prune.fetch_add(1, Ordering::Relaxed) + 1 >= u64::from(PRUNE_EVERY) {
@@ -204,22 +288,20 @@ impl Hub {
         }
     }
 
-    /// Subscribes a new connection; events published after `head` go to its outbox.
+    /// Subscribes a connection's `outbox`; events published after `head` go to it.
     pub async fn subscribe(
         &self,
         org: &str,
         session: Option<String>,
+        outbox: Arc<Outbox>,
     ) -> anyhow::Result<Subscription> {
         let channel = self.channel(org);
         let mut head_slot = channel.head.lock().await;
         let head = self.load_head(org, &mut head_slot).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(self.inner.outbox_capacity));
-        channel
-            .subscribers
-            .lock()
-            .expect("subscribers lock")
-            .insert(id, outbox.clone());
+        // Under the publish lock: the shard sees this after every frame up to `head`.
+        let _ = channel.shard(id).send(ShardMsg::Add(id, outbox.clone()));
+        channel.subscribers.fetch_add(1, Ordering::Relaxed);
         drop(head_slot);
         self.inner
             .connections
@@ -265,6 +347,11 @@ impl Hub {
         })
     }
 
+    /// A connection's outbox over `writer`, with the configured capacity.
+    pub fn new_outbox(&self, writer: super::outbox::Writer) -> Outbox {
+        Outbox::new(writer, self.inner.outbox_capacity)
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -295,7 +382,7 @@ impl Hub {
     /// Live subscribers of an organization.
     pub fn subscriber_count(&self, org: &str) -> usize {
         self.channel_if_exists(org)
-            .map(|c| c.subscribers.lock().expect("subscribers lock").len())
+            .map(|c| c.subscribers.load(Ordering::Relaxed))
             .unwrap_or(0)
     }
 

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod hub;
 pub mod outbox;
 pub mod publish;
+pub mod upgrade;
 pub mod ws;
 
 use super::state::AppState;

@@ -5,7 +5,10 @@
 //! signed in) or 4403 (not a member) before any event; members get CONNECTED, the replay
 //! asked for with `?since=N`, then live events.
 
-use super::connection::{self, Params};
+use super::{
+    connection::{self, Params},
+    upgrade::{NotUpgrade, Upgrade},
+};
 use crate::{
     domain::org::OrgId,
     protocol::close_codes,
@@ -15,7 +18,7 @@ use crate::{
     },
 };
 use axum::{
-    extract::{ws::rejection::WebSocketUpgradeRejection, Path, Query, State, WebSocketUpgrade},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -24,14 +27,6 @@ use serde::Deserialize;
 /// Text of the 426 answer to a plain GET.
 pub const UPGRADE_REQUIRED: &str = "This is a WebSocket endpoint: connect with a WebSocket client \
 (Upgrade: websocket) to receive the organization's live sync events.\n";
-
-/// Initial read buffer of a socket. Clients send only small commands, and tungstenite grows
-/// the buffer for a larger message; its 128 KiB default, allocated per socket up front, was
-/// most of a connection's memory (docs/benchmarks.md).
-const READ_BUFFER: usize = 4 * 1024;
-/// Frames fed to a socket are kept up to this size until the batch is flushed (one write for
-/// a burst). The buffer only grows as far as a batch needs.
-const WRITE_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
@@ -44,15 +39,19 @@ pub async fn sync_socket(
     Path(org): Path<String>,
     Query(query): Query<SocketQuery>,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, NotUpgrade>,
 ) -> Response {
-    let Ok(upgrade) = upgrade else {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [("upgrade", "websocket")],
-            UPGRADE_REQUIRED,
-        )
-            .into_response();
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(NotUpgrade::Headers(_)) => {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                [("upgrade", "websocket")],
+                UPGRADE_REQUIRED,
+            )
+                .into_response()
+        }
+        Err(other) => return other.into_response(),
     };
     if let Some(origin) = csrf::request_origin(&headers) {
         if !csrf::origin_allowed(&origin, &headers, &state.config.allowed_origins) {
@@ -79,16 +78,8 @@ pub async fn sync_socket(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    // Inbound frames are limited at 64 KiB by the connection (close 1009); the transport
-    // limit above it only protects memory from absurd frames.
-    let upgrade = upgrade
-        .max_message_size(4 * close_codes::MAX_INBOUND_MESSAGE)
-        .max_frame_size(4 * close_codes::MAX_INBOUND_MESSAGE)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER);
-
     let Some(principal) = principal else {
-        return upgrade.on_upgrade(|socket| {
+        return upgrade.respond(|socket| {
             connection::refuse(socket, close_codes::UNAUTHENTICATED, "sign-in required")
         });
     };
@@ -96,7 +87,7 @@ pub async fn sync_socket(
         .ok()
         .and_then(|org| principal.role_in(org.as_str()));
     let Some(role) = role else {
-        return upgrade.on_upgrade(|socket| {
+        return upgrade.respond(|socket| {
             connection::refuse(
                 socket,
                 close_codes::FORBIDDEN,
@@ -116,5 +107,5 @@ pub async fn sync_socket(
         heartbeat: state.config.heartbeat,
         shutdown: state.shutdown.clone(),
     };
-    upgrade.on_upgrade(move |socket| connection::serve(socket, params))
+    upgrade.respond(move |socket| connection::serve(socket, params))
 }
