@@ -19,6 +19,9 @@ pub struct Api {
     pub token: String,
 }
 
+/// The session cookie's name (`src/server/auth/mod.rs`).
+const SESSION_COOKIE: &str = pfa_sync::server::auth::SESSION_COOKIE;
+
 impl Api {
     /// Signs in like a browser and returns the session cookie (`pfa_session=…`).
     pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
@@ -32,12 +35,17 @@ impl Api {
         if response.status() != 200 {
             bail!("login of {username}: {}", response.status());
         }
-        let cookie = response
+        // The login also sets the script-readable sign-in hint; the order of the two
+        // Set-Cookie headers is not fixed, so the session cookie is picked by name.
+        response
             .headers()
-            .get("set-cookie")
-            .context("no session cookie")?
-            .to_str()?;
-        Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(|cookie| cookie.split(';').next().unwrap_or_default())
+            .find(|pair| pair.starts_with(&format!("{SESSION_COOKIE}=")))
+            .map(str::to_owned)
+            .context("no session cookie in the login answer")
     }
 
     /// Publishes one bench event stamped with this process's clock; returns its seq.
