@@ -1,23 +1,33 @@
-//! The records grid: only the rows in view are in the DOM (fixed row height, a spacer above
-//! and below), so 2,000 records scroll without jank. Cells show their value as text and mount
-//! an input only while being edited (click, Enter or F2), so a row is cheap to create and
-//! dispose while scrolling. A cell with an unsaved edit, a saved draft, or a validation error
-//! is marked (with text, not only colour).
+//! The records grid: 2,000 records scroll without jank because the table holds a fixed pool of
+//! row nodes (as many as the window can show) that are never created or dropped while
+//! scrolling. A record in view is shown by the slot `index % POOL`, so a scroll re-labels only
+//! the rows that came into view and moves them to the other end of the table; the other rows
+//! are not touched, not even by the reactive system (each slot has its own index signal, set
+//! only when its record changes). Spacers above and below give the table its full height.
 //!
-//! Reactivity is layered so that scrolling and editing stay within a frame: each row has one
-//! memo of its own pending edits (the only subscriber to the page's pending edits per row),
-//! each cell one memo of what it shows, and a cell re-renders only when that changes.
+//! A row's text is computed once per change ([`row_view::RowView`]) and the row is one
+//! reactive view that writes to the DOM only what differs. Cells carry no event listeners:
+//! clicks, keys, changes and focus of every cell are handled once on the table body. Cells
+//! show their value as text (a button for editors) and mount an input only while being
+//! edited (click, Enter or F2; Enter keeps, Escape reverts). A cell with an unsaved edit, a
+//! saved draft, or a validation error is marked (with text, not only colour).
+
+mod pool;
+mod row_view;
 
 use crate::{
-    app::{
-        api::records::{DraftView, RecordRow},
-        hooks::drafts::{field_errors, DraftManagement},
-    },
-    domain::pfa::{EditableField, FieldErrors, PfaRecord},
+    app::{api::records::RecordRow, hooks::drafts::DraftManagement},
+    domain::pfa::EditableField,
 };
-use leptos::prelude::*;
-use serde_json::{Map, Value};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use leptos::{
+    either::EitherOf3,
+    html,
+    prelude::*,
+    wasm_bindgen::JsCast,
+    web_sys::{Element, HtmlElement, HtmlInputElement},
+};
+use pool::{reorder, slot_row, slots_in_order};
+use row_view::{parse_input, RowView, EDITABLE};
 
 /// Pixel height of a row (must match `.grid tr` in the CSS).
 pub const ROW_HEIGHT: f64 = 36.0;
@@ -25,151 +35,35 @@ pub const ROW_HEIGHT: f64 = 36.0;
 pub const VIEW_HEIGHT: f64 = 560.0;
 /// Rows rendered above and below the visible ones.
 const OVERSCAN: usize = 8;
+/// Rows that fit in the scrolling area, counting a partly visible one at each edge.
+const VISIBLE_ROWS: usize = (VIEW_HEIGHT / ROW_HEIGHT) as usize + 1;
+/// Row nodes in the table: the most rows a window holds.
+pub const POOL: usize = VISIBLE_ROWS + 2 * OVERSCAN;
 
 /// The rows to render for a scroll position: `[start, end)`.
 pub fn window_range(scroll_top: f64, total: usize) -> (usize, usize) {
     let first = (scroll_top.max(0.0) / ROW_HEIGHT).floor() as usize;
-    let visible = (VIEW_HEIGHT / ROW_HEIGHT).ceil() as usize;
     let start = first.saturating_sub(OVERSCAN).min(total);
-    let end = (first + visible + OVERSCAN).min(total);
+    let end = (first + VISIBLE_ROWS + OVERSCAN)
+        .min(total)
+        .min(start + POOL);
     (start, end)
 }
 
-/// Editable columns: field, header, input type.
-const EDITABLE: [(EditableField, &str, &str); 6] = [
-    (EditableField::Equipment, "Equipment", "text"),
-    (EditableField::MonthlyRate, "Monthly rate", "number"),
-    (EditableField::PurchasePrice, "Purchase price", "number"),
-    (EditableField::ForecastStart, "Forecast start", "date"),
-    (EditableField::ForecastEnd, "Forecast end", "date"),
-    (EditableField::Notes, "Notes", "text"),
-];
+/// What opens a cell's editor: its value, shown as a button to editors.
+const EDIT_TARGET: &str = "button.cell-value";
 
-/// A value as the cell shows it (and as its editor starts): numbers without a trailing `.0`.
-fn as_text(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string()),
-        other => other.to_string(),
-    }
-}
+/// The cell whose editor is open: record and field.
+type Editing = Option<(String, EditableField)>;
 
-fn parse_input(kind: &str, raw: &str) -> Value {
-    match kind {
-        "number" if raw.trim().is_empty() => Value::Null,
-        "number" => raw
-            .trim()
-            .parse::<f64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(raw.to_owned())),
-        _ => Value::String(raw.to_owned()),
-    }
-}
-
-/// Identifies a rendered row: a new version or a changed saved draft renders it afresh.
-type RowKey = (String, i64, u64);
-
-fn row_key(row: &RecordRow) -> RowKey {
-    (
-        row.record.pfa_id.clone(),
-        row.record.version,
-        draft_fingerprint(row.draft.as_ref()),
-    )
-}
-
-/// A hash of a saved draft, so that the row key stays cheap (no serialisation per frame).
-fn draft_fingerprint(draft: Option<&DraftView>) -> u64 {
-    fn hash_value(value: &Value, h: &mut DefaultHasher) {
-        match value {
-            Value::Null => 0u8.hash(h),
-            Value::Bool(b) => (1u8, b).hash(h),
-            Value::Number(n) => (2u8, n.as_f64().map(f64::to_bits), n.as_i64()).hash(h),
-            Value::String(s) => (3u8, s).hash(h),
-            Value::Array(items) => {
-                (4u8, items.len()).hash(h);
-                items.iter().for_each(|v| hash_value(v, h));
-            }
-            Value::Object(map) => {
-                (5u8, map.len()).hash(h);
-                map.iter().for_each(|(k, v)| {
-                    k.hash(h);
-                    hash_value(v, h);
-                });
-            }
-        }
-    }
-    let Some(draft) = draft else { return 0 };
-    let mut h = DefaultHasher::new();
-    draft.base_version.hash(&mut h);
-    draft.reason.hash(&mut h);
-    hash_value(&Value::Object(draft.changes.clone()), &mut h);
-    h.finish() | 1
-}
-
-/// How a cell is marked besides its colour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mark {
-    Clean,
-    /// An unsaved edit.
-    Pending,
-    /// A saved draft, not committed.
-    Drafted,
-}
-
-/// What a cell shows.
-#[derive(Debug, Clone, PartialEq)]
-struct CellState {
-    text: String,
-    mark: Mark,
-    error: Option<String>,
-}
-
-impl CellState {
-    /// A record's field with its saved draft and pending edits applied.
-    fn of(
-        record: &PfaRecord,
-        saved: Option<&Map<String, Value>>,
-        pending: Option<&Map<String, Value>>,
-        errors: &FieldErrors,
-        field: EditableField,
-    ) -> Self {
-        let key = field.as_str();
-        let edited = pending.and_then(|p| p.get(key));
-        let drafted = saved.and_then(|s| s.get(key));
-        let value = edited
-            .or(drafted)
-            .cloned()
-            .unwrap_or_else(|| record.get(field));
-        Self {
-            text: as_text(&value),
-            mark: match (edited, drafted) {
-                (Some(_), _) => Mark::Pending,
-                (None, Some(_)) => Mark::Drafted,
-                (None, None) => Mark::Clean,
-            },
-            error: errors.get(key).cloned(),
-        }
-    }
-
-    fn class(&self) -> &'static str {
-        match (self.mark, self.error.is_some()) {
-            (Mark::Clean, false) => "cell",
-            (Mark::Clean, true) => "cell invalid",
-            (Mark::Pending, false) => "cell pending",
-            (Mark::Pending, true) => "cell pending invalid",
-            (Mark::Drafted, false) => "cell drafted",
-            (Mark::Drafted, true) => "cell drafted invalid",
-        }
-    }
-
-    fn glyph(&self) -> &'static str {
-        match self.mark {
-            Mark::Clean => "",
-            Mark::Pending => "●",
-            Mark::Drafted => "○",
-        }
-    }
+/// What the grid's rows and its event handlers share.
+#[derive(Clone, Copy)]
+struct Grid {
+    rows: Signal<Vec<RecordRow>>,
+    drafts: DraftManagement,
+    editable: Memo<bool>,
+    editing: RwSignal<Editing>,
+    org: Signal<String>,
 }
 
 #[component]
@@ -180,28 +74,64 @@ pub fn RecordsGrid(
     #[prop(into)] org: Signal<String>,
 ) -> impl IntoView {
     let (scroll_top, set_scroll_top) = signal(0.0f64);
-    let range = Memo::new(move |_| window_range(scroll_top.get(), rows.with(|r| r.len())));
-    // Positions and keys only: a row is cloned when it is created, not on every scroll.
-    let visible = move || {
-        let (start, end) = range.get();
-        rows.with(|r| {
-            (start..end)
-                .map(|i| (i, row_key(&r[i])))
-                .collect::<Vec<_>>()
-        })
+    let total = Memo::new(move |_| rows.with(Vec::len));
+    let range = Memo::new(move |_| window_range(scroll_top.get(), total.get()));
+    let grid = Grid {
+        rows,
+        drafts,
+        editable: Memo::new(move |_| can_edit.get()),
+        editing: RwSignal::new(None),
+        org,
     };
     let top_pad = move || format!("height: {}px", range.get().0 as f64 * ROW_HEIGHT);
     let bottom_pad = move || {
-        let total = rows.with(|r| r.len());
-        format!("height: {}px", (total - range.get().1) as f64 * ROW_HEIGHT)
+        format!(
+            "height: {}px",
+            (total.get() - range.get().1) as f64 * ROW_HEIGHT
+        )
     };
+
+    // The record each slot shows; a scroll sets only the slots whose record changed.
+    let window = range.get_untracked();
+    let indices: [RwSignal<Option<usize>>; POOL] =
+        std::array::from_fn(|slot| RwSignal::new(slot_row(slot, window)));
+    let nodes: [NodeRef<html::Tr>; POOL] = std::array::from_fn(|_| NodeRef::new());
+    let body = NodeRef::<html::Tbody>::new();
+    let bottom = NodeRef::<html::Tr>::new();
+    // Slots in DOM order, as rendered: 0, 1, ...
+    let order = StoredValue::new((0..POOL).collect::<Vec<_>>());
+    Effect::new(move |_| {
+        let window = range.get();
+        for (slot, index) in indices.iter().enumerate() {
+            let row = slot_row(slot, window);
+            if index.get_untracked() != row {
+                index.set(row);
+            }
+        }
+        close_editor_out_of(window, grid);
+        let (Some(body), Some(bottom)) = (body.get_untracked(), bottom.get_untracked()) else {
+            return;
+        };
+        let moves = order
+            .try_update_value(|o| reorder(o, &slots_in_order(window)))
+            .unwrap_or_default();
+        for m in moves {
+            let before: Option<leptos::web_sys::Node> = match m.before {
+                Some(next) => nodes[next].get_untracked().map(Into::into),
+                None => Some(bottom.clone().into()),
+            };
+            if let Some(row) = nodes[m.slot].get_untracked() {
+                let _ = body.insert_before(&row, before.as_ref());
+            }
+        }
+    });
 
     view! {
         <div
             class="grid-scroll"
             style=format!("height: {VIEW_HEIGHT}px")
             data-testid="records-grid"
-            on:scroll=move |ev| set_scroll_top.set(event_target::<leptos::web_sys::HtmlElement>(&ev).scroll_top() as f64)
+            on:scroll=move |ev| set_scroll_top.set(event_target::<HtmlElement>(&ev).scroll_top() as f64)
         >
             <table class="grid">
                 <thead>
@@ -209,243 +139,248 @@ pub fn RecordsGrid(
                         <th scope="col">"PFA"</th>
                         <th scope="col">"Category"</th>
                         <th scope="col">"Source"</th>
-                        {EDITABLE.iter().map(|(_, header, _)| view! { <th scope="col">{*header}</th> }).collect_view()}
+                        {EDITABLE.map(|(_, header, _)| view! { <th scope="col">{header}</th> })}
                         <th scope="col">"Version"</th>
                     </tr>
                 </thead>
-                <tbody>
+                <tbody
+                    node_ref=body
+                    on:click=move |ev| on_click(&ev, grid)
+                    on:keydown=move |ev| on_keydown(&ev, grid)
+                    on:change=move |ev| on_change(&ev, grid)
+                    on:focusout=move |ev| on_focusout(&ev, grid)
+                >
                     <tr class="spacer" style=top_pad aria-hidden="true"></tr>
-                    <For
-                        each=visible
-                        key=|(_, key)| key.clone()
-                        children=move |(index, _)| {
-                            let row = rows.with_untracked(|r| r[index].clone());
-                            view! { <Row row drafts can_edit org /> }
-                        }
-                    />
-                    <tr class="spacer" style=bottom_pad aria-hidden="true"></tr>
+                    {std::array::from_fn::<_, POOL, _>(|slot| pooled_row(indices[slot], grid, nodes[slot]))}
+                    <tr class="spacer" node_ref=bottom style=bottom_pad aria-hidden="true"></tr>
                 </tbody>
             </table>
         </div>
     }
 }
 
-/// What every cell of a row shares.
-#[derive(Clone, Copy)]
-struct RowContext {
-    record: StoredValue<PfaRecord>,
-    saved: StoredValue<Option<Map<String, Value>>>,
-    /// This row's pending edits.
-    own: Memo<Option<Map<String, Value>>>,
-    errors: Memo<FieldErrors>,
-    editable: Memo<bool>,
-    drafts: DraftManagement,
-}
-
-#[component]
-fn Row(
-    row: RecordRow,
-    drafts: DraftManagement,
-    can_edit: Signal<bool>,
-    org: Signal<String>,
-) -> impl IntoView {
-    let RecordRow { record, draft } = row;
-    let (pfa_id, category, source, version) = (
-        record.pfa_id.clone(),
-        record.category.clone(),
-        format!("{:?}", record.source),
-        record.version,
-    );
-    let history = format!("/orgs/{}/records/{}", org.get_untracked(), pfa_id);
-    let own = {
-        let pfa_id = pfa_id.clone();
-        Memo::new(move |_| drafts.pending.with(|p| p.changes_of(&pfa_id).cloned()))
-    };
-    let record = StoredValue::new(record);
-    let saved = StoredValue::new(draft.map(|d| d.changes));
-    let errors = Memo::new(move |_| {
-        own.with(|p| {
-            record.with_value(|r| saved.with_value(|s| field_errors(r, s.as_ref(), p.as_ref())))
+/// An editor whose record left the window closes (its row now shows another record).
+fn close_editor_out_of((start, end): (usize, usize), grid: Grid) {
+    let gone = grid.editing.with_untracked(|e| {
+        e.as_ref().is_some_and(|(pfa_id, _)| {
+            grid.rows.with_untracked(|rows| {
+                !rows[start..end.min(rows.len())]
+                    .iter()
+                    .any(|row| &row.record.pfa_id == pfa_id)
+            })
         })
     });
-    let ctx = RowContext {
-        record,
-        saved,
-        own,
-        errors,
-        editable: Memo::new(move |_| can_edit.get()),
-        drafts,
-    };
+    if gone {
+        grid.editing.set(None);
+    }
+}
+
+/// One row node of the pool: shows the record at `index`, or nothing (hidden).
+fn pooled_row(
+    index: RwSignal<Option<usize>>,
+    grid: Grid,
+    node: NodeRef<html::Tr>,
+) -> impl IntoView {
+    let shown = Memo::new(move |_| {
+        let i = index.get()?;
+        grid.rows.with(|rows| {
+            let row = rows.get(i)?;
+            Some(
+                grid.drafts
+                    .pending
+                    .with(|p| RowView::of(row, p.changes_of(&row.record.pfa_id))),
+            )
+        })
+    });
+    let editing = Memo::new(move |_| {
+        grid.editing.with(|e| {
+            let (pfa_id, field) = e.as_ref()?;
+            shown
+                .with(|v| v.as_ref().is_some_and(|v| &v.pfa_id == pfa_id))
+                .then_some(*field)
+        })
+    });
     view! {
-        <tr data-testid="record-row" data-pfa=pfa_id.clone()>
-            <th scope="row"><a href=history title="Version history">{pfa_id.clone()}</a></th>
-            <td>{category}</td>
-            <td>{source}</td>
-            {EDITABLE.iter().map(|&(field, header, kind)| view! { <Cell ctx field header kind /> }).collect_view()}
-            <td>{version}</td>
+        <tr
+            node_ref=node
+            data-testid="record-row"
+            data-pfa=move || shown.with(|v| v.as_ref().map(|v| v.pfa_id.clone()))
+            hidden=move || shown.with(Option::is_none)
+        >
+            {move || {
+                let (editable, editing) = (grid.editable.get(), editing.get());
+                grid.org.with(|org| shown.with(|v| row_cells(v.as_ref(), org, editable, editing)))
+            }}
         </tr>
     }
 }
 
-/// One editable cell: its value as text (a button for editors), an input while being edited.
-/// The whole cell is one reactive view over its memo, so a row costs few reactive nodes.
-#[component]
-fn Cell(
-    ctx: RowContext,
-    field: EditableField,
-    header: &'static str,
-    kind: &'static str,
+/// The cells of a row (empty for a hidden one), as plain values: the row's reactive view
+/// compares them with what it shows and writes only the differences.
+fn row_cells(
+    view: Option<&RowView>,
+    org: &str,
+    editable: bool,
+    editing: Option<EditableField>,
 ) -> impl IntoView {
-    let RowContext {
-        record,
-        saved,
-        own,
-        errors,
-        editable,
-        drafts,
-    } = ctx;
-    let state = Memo::new(move |_| {
-        own.with(|p| {
-            errors.with(|e| {
-                record.with_value(|r| {
-                    saved.with_value(|s| CellState::of(r, s.as_ref(), p.as_ref(), e, field))
-                })
+    let text = |part: fn(&RowView) -> &str| view.map(part).unwrap_or_default().to_owned();
+    let history = view.map(|v| format!("/orgs/{org}/records/{}", v.pfa_id));
+    let cells = std::array::from_fn::<_, { EDITABLE.len() }, _>(|column| {
+        let (field, header, kind) = EDITABLE[column];
+        let (pfa_id, cell) = match view {
+            Some(v) => (v.pfa_id.as_str(), Some(&v.cells[column])),
+            None => ("", None),
+        };
+        let value = cell.map(|c| c.text.clone()).unwrap_or_default();
+        let glyph = cell.map_or("", |c| c.glyph());
+        let error = cell.and_then(|c| c.error.clone());
+        let content = if editing == Some(field) {
+            EitherOf3::A(view! {
+                <input
+                    type=kind
+                    step=(kind == "number").then_some("0.01")
+                    aria-label=format!("{header} of {pfa_id}: ")
+                    value=value
+                />
             })
-        })
-    });
-    let editing = RwSignal::new(false);
-    let commit = move |raw: &str| {
-        record.with_value(|r| drafts.edit(r, field, parse_input(kind, raw)));
-    };
-    let label =
-        move |text: &str| record.with_value(|r| format!("{header} of {}: {text}", r.pfa_id));
-
-    move || {
-        // While editing, the cell is not rendered afresh (the input keeps focus and caret);
-        // only its marks follow the edits (a date input keeps the focus on Tab).
-        if editing.get() {
-            let s = state.get_untracked();
-            let input = NodeRef::<leptos::html::Input>::new();
-            input.on_load(|el| {
-                let _ = el.focus();
-            });
-            return view! {
-                <td class=move || state.with(CellState::class) data-field=field.as_str()>
-                    <input
-                        node_ref=input
-                        type=kind
-                        step=(kind == "number").then_some("0.01")
-                        aria-label=label("")
-                        value=s.text.clone()
-                        on:change=move |ev| commit(&event_target_value(&ev))
-                        on:blur=move |_| stop_editing(editing)
-                        on:keydown=move |ev| finish_on_key(&ev, field, editing, commit)
-                    />
-                    {move || state.with(marks)}
-                </td>
-            }
-            .into_any();
-        }
-        let s = state.get();
-        if editable.get() {
-            view! {
-                <td class=s.class() data-field=field.as_str()>
-                    <button
-                        type="button"
-                        class="cell-value"
-                        aria-label=label(&s.text)
-                        on:click=move |_| editing.set(true)
-                        on:keydown=move |ev| {
-                            if matches!(ev.key().as_str(), "Enter" | "F2") {
-                                ev.prevent_default();
-                                editing.set(true);
-                            }
-                        }
-                    >
-                        {s.text.clone()}
-                    </button>
-                    {marks(&s)}
-                </td>
-            }
-            .into_any()
+        } else if editable {
+            let label = format!("{header} of {pfa_id}: {value}");
+            EitherOf3::B(view! {
+                <button type="button" class="cell-value" aria-label=label>
+                    {value}
+                </button>
+            })
         } else {
-            view! {
-                <td class=s.class() data-field=field.as_str()>
-                    <span class="cell-value">{s.text.clone()}</span>
-                    {marks(&s)}
-                </td>
-            }
-            .into_any()
-        }
-    }
-}
-
-/// The text mark of a modified cell and its validation message (no nodes for a clean cell).
-fn marks(s: &CellState) -> impl IntoView {
-    let glyph = s.glyph();
-    (
-        (!glyph.is_empty())
-            .then(|| view! { <span class="cell-mark" aria-hidden="true">{glyph}</span> }),
-        s.error.clone().map(
-            |e| view! { <span class="cell-error" role="alert" data-testid="cell-error">{e}</span> },
-        ),
-    )
-}
-
-/// Closes a cell's editor (once: a blur may follow Enter or Escape).
-fn stop_editing(editing: RwSignal<bool>) {
-    if editing.get_untracked() {
-        editing.set(false);
-    }
-}
-
-/// Enter keeps the typed value, Escape puts the old one back; both end editing and return the
-/// focus to the cell so that the keyboard can move on.
-fn finish_on_key(
-    ev: &leptos::ev::KeyboardEvent,
-    field: EditableField,
-    editing: RwSignal<bool>,
-    commit: impl Fn(&str),
-) {
-    let key = ev.key();
-    if !matches!(key.as_str(), "Enter" | "Escape") {
-        return;
-    }
-    ev.prevent_default();
-    let input = event_target::<leptos::web_sys::HtmlInputElement>(ev);
-    if key == "Enter" {
-        commit(&input.value());
-    } else {
-        input.set_value(&input.default_value());
-    }
-    // The cell is rendered afresh; its row stays.
-    let row = input.closest("tr").ok().flatten();
-    stop_editing(editing);
-    request_animation_frame(move || {
-        let selector = format!("td[data-field=\"{}\"] .cell-value", field.as_str());
-        if let Some(button) = row
-            .and_then(|r| r.query_selector(&selector).ok().flatten())
-            .and_then(|b| {
-                leptos::wasm_bindgen::JsCast::dyn_into::<leptos::web_sys::HtmlElement>(b).ok()
-            })
-        {
-            let _ = button.focus();
+            EitherOf3::C(view! { <span class="cell-value">{value}</span> })
+        };
+        view! {
+            <td class=cell.map_or("cell", |c| c.class()) data-field=field.as_str()>
+                {content}
+                {(!glyph.is_empty()).then(|| view! { <span class="cell-mark" aria-hidden="true">{glyph}</span> })}
+                {error.map(|e| view! { <span class="cell-error" role="alert" data-testid="cell-error">{e}</span> })}
+            </td>
         }
     });
+    view! {
+        <th scope="row"><a href=history title="Version history">{text(|v| &v.pfa_id)}</a></th>
+        <td>{text(|v| &v.category)}</td>
+        <td>{text(|v| &v.source)}</td>
+        {cells}
+        <td>{text(|v| &v.version)}</td>
+    }
+}
+
+/// The grid cell an event happened in: its record, its field and the cell element.
+fn event_cell(ev: &leptos::web_sys::Event) -> Option<(Element, String, EditableField, Element)> {
+    let target: Element = ev.target()?.dyn_into().ok()?;
+    let cell = target.closest("td[data-field]").ok()??;
+    let pfa_id = cell
+        .closest("tr[data-pfa]")
+        .ok()??
+        .get_attribute("data-pfa")?;
+    let name = cell.get_attribute("data-field")?;
+    let (field, _, _) = EDITABLE.iter().find(|(f, _, _)| f.as_str() == name)?;
+    Some((target, pfa_id, *field, cell))
+}
+
+/// Opens a cell's editor and puts the focus in it once it is rendered.
+fn open_editor(grid: Grid, pfa_id: String, field: EditableField, cell: Element) {
+    grid.editing.set(Some((pfa_id, field)));
+    request_animation_frame(move || focus_in(&cell, "input"));
+}
+
+/// Closes the editor of this cell, if it is the one open.
+fn close_editor(grid: Grid, pfa_id: &str, field: EditableField) {
+    let open = grid
+        .editing
+        .with_untracked(|e| e.as_ref().is_some_and(|(p, f)| p == pfa_id && *f == field));
+    if open {
+        grid.editing.set(None);
+    }
+}
+
+fn focus_in(cell: &Element, selector: &str) {
+    if let Some(el) = cell
+        .query_selector(selector)
+        .ok()
+        .flatten()
+        .and_then(|el| el.dyn_into::<HtmlElement>().ok())
+    {
+        let _ = el.focus();
+    }
+}
+
+/// Records what was typed in a cell as a pending edit of its record.
+fn commit(grid: Grid, pfa_id: &str, field: EditableField, raw: &str) {
+    let kind = EDITABLE
+        .iter()
+        .find(|(f, _, _)| *f == field)
+        .map_or("text", |(_, _, kind)| *kind);
+    grid.rows.with_untracked(|rows| {
+        if let Some(row) = rows.iter().find(|r| r.record.pfa_id == pfa_id) {
+            grid.drafts.edit(&row.record, field, parse_input(kind, raw));
+        }
+    });
+}
+
+fn on_click(ev: &leptos::ev::MouseEvent, grid: Grid) {
+    let Some((target, pfa_id, field, cell)) = event_cell(ev) else {
+        return;
+    };
+    if grid.editable.get_untracked() && target.matches(EDIT_TARGET).unwrap_or(false) {
+        open_editor(grid, pfa_id, field, cell);
+    }
+}
+
+/// On a cell, Enter or F2 opens its editor (a click or Space too, as on any button). In the
+/// editor, Enter keeps the typed value and Escape puts the old one back; both end editing and
+/// return the focus to the cell so that the keyboard can move on.
+fn on_keydown(ev: &leptos::ev::KeyboardEvent, grid: Grid) {
+    let Some((target, pfa_id, field, cell)) = event_cell(ev) else {
+        return;
+    };
+    let key = ev.key();
+    if let Some(input) = target.dyn_ref::<HtmlInputElement>() {
+        if !matches!(key.as_str(), "Enter" | "Escape") {
+            return;
+        }
+        ev.prevent_default();
+        if key == "Enter" {
+            commit(grid, &pfa_id, field, &input.value());
+        } else {
+            input.set_value(&input.default_value());
+        }
+        close_editor(grid, &pfa_id, field);
+        request_animation_frame(move || focus_in(&cell, ".cell-value"));
+    } else if matches!(key.as_str(), "Enter" | "F2")
+        && grid.editable.get_untracked()
+        && target.matches(EDIT_TARGET).unwrap_or(false)
+    {
+        ev.prevent_default();
+        open_editor(grid, pfa_id, field, cell);
+    }
+}
+
+fn on_change(ev: &leptos::ev::Event, grid: Grid) {
+    if let Some((target, pfa_id, field, _)) = event_cell(ev) {
+        if let Some(input) = target.dyn_ref::<HtmlInputElement>() {
+            commit(grid, &pfa_id, field, &input.value());
+        }
+    }
+}
+
+/// Leaving an editor closes it (a blur may also follow Enter or Escape: then it is closed).
+fn on_focusout(ev: &leptos::ev::FocusEvent, grid: Grid) {
+    if let Some((target, pfa_id, field, _)) = event_cell(ev) {
+        if target.is_instance_of::<HtmlInputElement>() {
+            close_editor(grid, &pfa_id, field);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn record() -> PfaRecord {
-        crate::domain::demo_data::demo_records("org-rio", 1).remove(0)
-    }
-
-    fn changes(value: Value) -> Map<String, Value> {
-        value.as_object().cloned().unwrap()
-    }
 
     #[test]
     fn only_the_rows_in_view_and_a_margin_are_rendered() {
@@ -457,92 +392,11 @@ mod tests {
     }
 
     #[test]
-    fn numbers_show_as_typed() {
-        assert_eq!(as_text(&json!(4321.0)), "4321");
-        assert_eq!(as_text(&json!(12.5)), "12.5");
-        assert_eq!(as_text(&Value::Null), "");
-        assert_eq!(as_text(&json!("<b>x</b>")), "<b>x</b>");
-    }
-
-    #[test]
-    fn number_inputs_become_numbers_or_null() {
-        assert_eq!(parse_input("number", "12.5"), Value::from(12.5));
-        assert_eq!(parse_input("number", ""), Value::Null);
-        assert_eq!(
-            parse_input("number", "abc"),
-            Value::String("abc".into()),
-            "left for validation to reject"
-        );
-        assert_eq!(
-            parse_input("date", "2026-01-02"),
-            Value::String("2026-01-02".into())
-        );
-    }
-
-    #[test]
-    fn a_pending_edit_wins_over_the_saved_draft_and_is_marked_pending() {
-        let r = record();
-        let saved = changes(json!({"notes": "drafted"}));
-        let pending = changes(json!({"notes": "typed"}));
-        let none = FieldErrors::new();
-        let cell = CellState::of(
-            &r,
-            Some(&saved),
-            Some(&pending),
-            &none,
-            EditableField::Notes,
-        );
-        assert_eq!(
-            (cell.text.as_str(), cell.class(), cell.glyph()),
-            ("typed", "cell pending", "●")
-        );
-        let cell = CellState::of(&r, Some(&saved), None, &none, EditableField::Notes);
-        assert_eq!(
-            (cell.text.as_str(), cell.class(), cell.glyph()),
-            ("drafted", "cell drafted", "○")
-        );
-        let cell = CellState::of(&r, None, None, &none, EditableField::Notes);
-        assert_eq!(
-            (cell.text.clone(), cell.class(), cell.glyph()),
-            (r.notes.clone(), "cell", "")
-        );
-    }
-
-    #[test]
-    fn a_cell_with_a_validation_error_is_invalid_and_says_why() {
-        let r = record();
-        let pending = changes(json!({"forecastEnd": "2000-01-01"}));
-        let errors = field_errors(&r, None, Some(&pending));
-        let cell = CellState::of(
-            &r,
-            None,
-            Some(&pending),
-            &errors,
-            EditableField::ForecastEnd,
-        );
-        assert_eq!(cell.class(), "cell pending invalid");
-        assert!(cell.error.is_some());
-    }
-
-    #[test]
-    fn the_row_key_changes_with_the_version_and_the_saved_draft_only() {
-        let row = RecordRow {
-            record: record(),
-            draft: None,
-        };
-        let mut drafted = row.clone();
-        drafted.draft = Some(DraftView {
-            changes: changes(json!({"notes": "a"})),
-            base_version: 1,
-            reason: None,
-        });
-        let mut redrafted = drafted.clone();
-        redrafted.draft.as_mut().unwrap().changes = changes(json!({"notes": "b"}));
-        let mut newer = row.clone();
-        newer.record.version += 1;
-        assert_eq!(row_key(&row), row_key(&row.clone()));
-        assert_ne!(row_key(&row), row_key(&drafted));
-        assert_ne!(row_key(&drafted), row_key(&redrafted));
-        assert_ne!(row_key(&row), row_key(&newer));
+    fn the_pool_holds_every_window() {
+        for top in (0..80_000).step_by(7) {
+            let (start, end) = window_range(top as f64, 2000);
+            assert!(end - start <= POOL, "{top}");
+        }
+        assert_eq!(POOL, 32);
     }
 }
