@@ -3,10 +3,7 @@
 
 use crate::{
     app::{
-        api::{
-            self,
-            records::{RecordFilter, RecordRow},
-        },
+        api::{self, records::RecordFilter},
         components::{
             conflict_dialog::ConflictDialog,
             records_grid::RecordsGrid,
@@ -22,10 +19,14 @@ use crate::{
 };
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
+use records_feed::use_records;
 use std::collections::BTreeMap;
 
-/// Records fetched at once (the grid renders only the rows in view).
-const PAGE_SIZE: i64 = 5000;
+mod records_feed;
+
+/// Record-level successes within this many milliseconds of the first refetch the list once.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const SUCCESS_REFETCH_DELAY_MS: u64 = 400;
 /// Record-level success toasts per job; the rest is in the banner and the job's final toast.
 const SUCCESS_TOASTS_PER_JOB: usize = 3;
 
@@ -73,12 +74,7 @@ pub fn OrgPage() -> impl IntoView {
     let org = Signal::derive(move || params.read().get("org").unwrap_or_default());
     let toasts = provide_toasts();
     let (filter, set_filter) = signal(RecordFilter::default());
-    let (rows, set_rows) = signal(Vec::<RecordRow>::new());
-    let (total, set_total) = signal(0i64);
-    let (categories, set_categories) = signal(Vec::<String>::new());
-    let (load_error, set_load_error) = signal(None::<String>);
     let (role, set_role) = signal(None::<String>);
-    let (reload, set_reload) = signal(0u32);
     let live = RwSignal::new(LiveSync::default());
 
     // The caller's role here decides what they may do.
@@ -95,22 +91,15 @@ pub fn OrgPage() -> impl IntoView {
             }
         });
     });
-    // Records: refetched when the org, the filter or `reload` change.
-    Effect::new(move |_| {
-        let (org, filter, _) = (org.get(), filter.get(), reload.get());
-        leptos::task::spawn_local(async move {
-            match api::records::list(&org, &filter, PAGE_SIZE).await {
-                Ok(page) => {
-                    set_total.set(page.total);
-                    set_categories.set(page.categories);
-                    set_rows.set(page.items);
-                    set_load_error.set(None);
-                }
-                Err(e) => set_load_error.set(Some(e.message)),
-            }
-        });
-    });
-    let refetch = Callback::new(move |_| set_reload.update(|n| *n += 1));
+    // Records: refetched when the org or the filter change, after a save and on SYNC_SUCCESS.
+    let feed = use_records(org, filter.into());
+    let (rows, total, categories, load_error, refetch) = (
+        feed.rows,
+        feed.total,
+        feed.categories,
+        feed.load_error,
+        feed.refetch,
+    );
     let drafts = use_draft_management(org, toasts, refetch);
 
     // Save Draft while the browser is offline keeps the edits and saves them when the
@@ -140,8 +129,8 @@ pub fn OrgPage() -> impl IntoView {
 
     // SYNC_CONFLICT opens the dialog (the first one; later ones wait in the toasts).
     let (open_conflict, set_open_conflict) = signal(None::<String>);
-    // A burst of successes refetches once.
-    let (refetch_due, set_refetch_due) = signal(false);
+    // A burst of record-level successes refetches once (never rendered, so not a signal).
+    let refetch_due = StoredValue::new(false);
     let on_event = Callback::new(move |event: SyncEvent| {
         let job = event.job_id.clone();
         let record_level = event.pfa_id.is_some();
@@ -186,15 +175,15 @@ pub fn OrgPage() -> impl IntoView {
                     *l.success_toasts.entry(job.clone()).or_default() += 1;
                     l.last_sync = Some(clock());
                 });
-                if !refetch_due.get_untracked() {
-                    set_refetch_due.set(true);
+                if !refetch_due.get_value() {
+                    refetch_due.set_value(true);
                     #[cfg(feature = "hydrate")]
                     set_timeout(
                         move || {
-                            set_refetch_due.set(false);
+                            refetch_due.set_value(false);
                             refetch.run(());
                         },
-                        std::time::Duration::from_millis(400),
+                        std::time::Duration::from_millis(SUCCESS_REFETCH_DELAY_MS),
                     );
                 }
             }
