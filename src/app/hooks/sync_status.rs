@@ -321,13 +321,21 @@ mod browser {
         setters.set_last_event.set(Some(last));
     }
 
+    /// The type of a frame, read without decoding the rest of it.
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+
     fn handle_frame(shared: &Shared, text: &str) {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        let Ok(head) = serde_json::from_str::<Head>(text) else {
             return;
         };
         shared.borrow_mut().machine.frame_received(now());
-        match value.get("type").and_then(|t| t.as_str()).unwrap_or("") {
+        match head.kind.as_ref() {
             "CONNECTED" => {
+                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
                 if let Some(secs) = value.get("heartbeatIntervalSecs").and_then(|v| v.as_u64()) {
                     shared.borrow_mut().machine.set_heartbeat_interval(secs);
                 }
@@ -338,6 +346,7 @@ mod browser {
                 }
             }
             "RESYNC_REQUIRED" => {
+                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
                 let mut inner = shared.borrow_mut();
                 inner.machine.reset_seq();
                 if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
@@ -345,8 +354,9 @@ mod browser {
                 }
             }
             "HEARTBEAT" | "COMMAND_RESULT" | "ERROR" => {}
+            // A sync event is decoded straight into its type (one pass, no JSON tree).
             _ => {
-                if let Ok(event) = serde_json::from_value::<SyncEvent>(value) {
+                if let Ok(event) = serde_json::from_str::<SyncEvent>(text) {
                     if let Some(seq) = event.seq {
                         shared.borrow_mut().machine.record_seq(seq);
                     }
