@@ -315,7 +315,10 @@ mod browser {
         };
         if let Some(callback) = setters.on_event {
             for event in events {
-                callback.run(event);
+                // `None`: the page was left since the frame was asked for.
+                if callback.try_run(event).is_none() {
+                    return;
+                }
             }
         }
         setters.set_last_event.set(Some(last));

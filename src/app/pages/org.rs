@@ -181,7 +181,8 @@ pub fn OrgPage() -> impl IntoView {
                     set_timeout(
                         move || {
                             refetch_due.set_value(false);
-                            refetch.run(());
+                            // Nothing to do if the page was left meanwhile.
+                            let _ = refetch.try_run(());
                         },
                         std::time::Duration::from_millis(SUCCESS_REFETCH_DELAY_MS),
                     );

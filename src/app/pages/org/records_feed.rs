@@ -67,11 +67,12 @@ pub fn use_records(org: Signal<String>, filter: Signal<RecordFilter>) -> Records
     let start = move || {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
-            loop {
-                let asked = (org.get_untracked(), filter.get_untracked());
+            // `None` once the page is gone: then the fetch ends quietly.
+            let wanted = move || Some((org.try_get_untracked()?, filter.try_get_untracked()?));
+            while let Some(asked) = wanted() {
                 let answer = browser::fetch(&asked.0, &asked.1.query(PAGE_SIZE)).await;
                 // An answer for another org or filter is dropped: a newer fetch follows.
-                if asked == (org.get_untracked(), filter.get_untracked()) {
+                if wanted().as_ref() == Some(&asked) {
                     match answer {
                         Ok(page) => {
                             set_total.set(page.total);
