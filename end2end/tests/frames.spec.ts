@@ -1,15 +1,98 @@
 import { test, expect, signIn } from './fixtures';
 import { useServer } from './support/server';
+import type { CDPSession, Page } from '@playwright/test';
+import { cpus, loadavg } from 'node:os';
 
 useServer();
 
-// The card's frame budget: the 2,000-row grid and a burst of 1,000 events keep the page
-// responsive. Long tasks (> 50 ms) are counted with a PerformanceObserver and frame intervals
-// with requestAnimationFrame; the figures are printed and attached to the report. The 16 ms
-// target is not met yet (see the UI issue's note); what is asserted is what holds today on the
-// release build: every event arrives and no task blocks the page for a quarter of a second.
+// The card's frame budget: the 2,000-row grid scrolling and a burst of 1,000 events must keep
+// every frame under 16 ms. Three figures are taken for each phase:
+//
+// - frame intervals from requestAnimationFrame (wall clock; at 60 Hz an on-time frame is
+//   16.7 ms and a missed one 33.3 ms, so intervals come in steps of 16.7);
+// - long tasks (> 50 ms, wall clock) from a PerformanceObserver;
+// - the main thread's CPU time per frame, from a Chrome trace: the CPU of every task from the
+//   start of one frame to the start of the next, and of the grid's scroll handler alone.
+//   This is the work the page asks of the main thread each frame, whatever else the machine
+//   does; the wall-clock figures also count the time the thread waited for a CPU, which on a
+//   shared, loaded machine is most of it.
+//
+// All figures are printed and attached to the report, with the load average. What is
+// asserted on the release build is what holds on a loaded, shared 2-CPU machine: no task
+// blocks the page for a quarter of a second, the grid's own work per scrolled frame fits in a
+// frame, and the burst leaves most frames on time and needs less than a frame of CPU in nine
+// frames out of ten (two frames in 99 out of 100). The full budget (every frame interval 16.7 ms) is not met by the scroll
+// here: scrolling 400 px per frame brings about 11 new rows into view each frame, which costs
+// 12-19 ms of main-thread CPU per frame on that machine, four fifths of it Chrome's style,
+// layout and paint of those rows (the grid's own script is 2-3 ms).
 
-async function startMeasuring(page: import('@playwright/test').Page) {
+/** One animation frame at 60 Hz, and the jitter allowed on a frame interval. */
+const FRAME_MS = 1000 / 60;
+const JITTER_MS = 1;
+
+type Spread = { p50: number; p90: number; p99: number; max: number };
+type Figures = {
+  frames: number;
+  p50: number;
+  p99: number;
+  max: number;
+  longTasks: number;
+  maxLongTask: number;
+  cpu: Spread;
+  scrollHandlerCpu: Spread;
+};
+
+type TraceEvent = {
+  name: string;
+  ph: string;
+  pid: number;
+  tid: number;
+  ts: number;
+  dur?: number;
+  tdur?: number;
+  args?: { name?: string; data?: { type?: string } };
+};
+
+/** The q-quantile of sorted values. */
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+const round = (n: number) => Math.round(n * 10) / 10;
+const spread = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: round(quantile(sorted, 0.5)), p90: round(quantile(sorted, 0.9)), p99: round(quantile(sorted, 0.99)), max: round(sorted[sorted.length - 1] ?? 0) };
+};
+
+/**
+ * Main-thread CPU (ms) per frame, from the start of one frame's task to the start of the
+ * next: of every task (`all`), and of the grid's scroll handler with the reactive updates it
+ * triggers (`scrollHandler`, the page's own script while scrolling).
+ */
+function cpuPerFrame(events: TraceEvent[]): { all: number[]; scrollHandler: number[] } {
+  const main = new Set(events.filter((e) => e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`));
+  const onMain = events.filter((e) => e.ph === 'X' && main.has(`${e.pid}:${e.tid}`)).sort((a, b) => a.ts - b.ts);
+  const tasks = onMain.filter((e) => e.name === 'RunTask');
+  const scrolls = onMain.filter((e) => e.name === 'EventDispatch' && e.args?.data?.type === 'scroll');
+  const fired = onMain.filter((e) => e.name === 'FireAnimationFrame').map((e) => e.ts);
+  const starts = tasks.filter((t) => fired.some((ts) => ts >= t.ts && ts <= t.ts + (t.dur ?? 0))).map((t) => t.ts);
+  const sumPerFrame = (list: TraceEvent[]) => {
+    const perFrame: number[] = [];
+    let i = 0;
+    for (let f = 0; f + 1 < starts.length; f++) {
+      while (i < list.length && list[i].ts < starts[f]) i++;
+      let cpu = 0;
+      for (; i < list.length && list[i].ts < starts[f + 1]; i++) cpu += list[i].tdur ?? 0;
+      perFrame.push(cpu / 1000);
+    }
+    return perFrame;
+  };
+  return { all: sumPerFrame(tasks), scrollHandler: sumPerFrame(scrolls) };
+}
+
+/** Runs `body` and measures frame intervals, long tasks and main-thread CPU per frame. */
+async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>): Promise<Figures> {
+  const events: TraceEvent[] = [];
+  const collect = (e: { value: object[] }) => events.push(...(e.value as TraceEvent[]));
+  cdp.on('Tracing.dataCollected', collect);
+  await cdp.send('Tracing.start', { categories: 'devtools.timeline,disabled-by-default-devtools.timeline', transferMode: 'ReportEvents' });
   await page.evaluate(() => {
     const w = window as any;
     w.__stop = false;
@@ -24,16 +107,28 @@ async function startMeasuring(page: import('@playwright/test').Page) {
     };
     requestAnimationFrame(loop);
   });
-}
-
-async function stopMeasuring(page: import('@playwright/test').Page) {
-  return page.evaluate(() => {
+  await body();
+  const wall = await page.evaluate(() => {
     const w = window as any;
     w.__stop = true;
-    const frames = (w.__frames as number[]).slice(1).sort((a, b) => a - b);
-    const p = (q: number) => frames[Math.min(frames.length - 1, Math.floor(q * frames.length))] ?? 0;
-    return { longTasks: (w.__long as number[]).length, maxLongTask: Math.max(0, ...(w.__long as number[])), frames: frames.length, p50: p(0.5), p99: p(0.99), max: frames[frames.length - 1] ?? 0 };
+    return { frames: (w.__frames as number[]).slice(1), long: w.__long as number[] };
   });
+  const ended = new Promise((resolve) => cdp.once('Tracing.tracingComplete', resolve));
+  await cdp.send('Tracing.end');
+  await ended;
+  cdp.off('Tracing.dataCollected', collect);
+  const frames = wall.frames.sort((a, b) => a - b);
+  const cpu = cpuPerFrame(events);
+  return {
+    frames: frames.length,
+    p50: round(quantile(frames, 0.5)),
+    p99: round(quantile(frames, 0.99)),
+    max: round(frames[frames.length - 1] ?? 0),
+    longTasks: wall.long.length,
+    maxLongTask: round(Math.max(0, ...wall.long)),
+    cpu: spread(cpu.all),
+    scrollHandlerCpu: spread(cpu.scrollHandler),
+  };
 }
 
 test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within the frame budget', async ({ page, baseURL }, info) => {
@@ -42,43 +137,56 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
   await page.getByTestId('org-org-rio').click();
   await expect(page.getByTestId('record-count')).toHaveText('2000 records');
   await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
+  const cdp = await page.context().newCDPSession(page);
+  const load = `load ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs`;
 
-  await startMeasuring(page);
-  await page.getByTestId('records-grid').evaluate(async (el) => {
-    for (let top = 0; top <= el.scrollHeight; top += 400) {
-      el.scrollTop = top;
-      await new Promise((r) => requestAnimationFrame(r));
-    }
+  const scroll = await measure(page, cdp, async () => {
+    await page.getByTestId('records-grid').evaluate(async (el) => {
+      for (let top = 0; top <= el.scrollHeight; top += 400) {
+        el.scrollTop = top;
+        await new Promise((r) => requestAnimationFrame(r));
+      }
+    });
   });
-  const scroll = await stopMeasuring(page);
   await expect(page.locator('[data-testid=record-row][data-pfa="PFA-02000"]')).toBeVisible();
 
-  await startMeasuring(page);
-  const started = Date.now();
-  const requests = [];
-  for (let i = 0; i < 1000; i++) {
-    const body = i % 10 === 9
-      ? { type: 'SYNC_SUCCESS', jobId: 'burst-job', pfaId: `PFA-0${String(i % 2000 + 1).padStart(4, '0')}`, message: 'Successfully synced' }
-      : { type: 'SYNC_PROGRESS', jobId: 'burst-job', progress: Math.floor(i / 10), message: `Synced ${i} of 1000 records`, data: { jobStatus: 'running', total: 1000, synced: i, conflicts: 0, failed: 0 } };
-    requests.push(page.context().request.post('/api/orgs/org-rio/events', { data: body, headers: { origin: baseURL! } }));
-    if (requests.length % 50 === 0) await Promise.all(requests.splice(0));
-  }
-  await Promise.all(requests);
-  const publishMs = Date.now() - started;
-  const done = await page.context().request.post('/api/orgs/org-rio/events', {
-    data: { type: 'SYNC_SUCCESS', jobId: 'burst-job', message: 'burst done', data: { jobStatus: 'completed', total: 1000, synced: 1000, conflicts: 0, failed: 0 } },
-    headers: { origin: baseURL! },
+  let publishMs = 0;
+  const burst = await measure(page, cdp, async () => {
+    const started = Date.now();
+    const requests = [];
+    for (let i = 0; i < 1000; i++) {
+      const body = i % 10 === 9
+        ? { type: 'SYNC_SUCCESS', jobId: 'burst-job', pfaId: `PFA-0${String(i % 2000 + 1).padStart(4, '0')}`, message: 'Successfully synced' }
+        : { type: 'SYNC_PROGRESS', jobId: 'burst-job', progress: Math.floor(i / 10), message: `Synced ${i} of 1000 records`, data: { jobStatus: 'running', total: 1000, synced: i, conflicts: 0, failed: 0 } };
+      requests.push(page.context().request.post('/api/orgs/org-rio/events', { data: body, headers: { origin: baseURL! } }));
+      if (requests.length % 50 === 0) await Promise.all(requests.splice(0));
+    }
+    await Promise.all(requests);
+    publishMs = Date.now() - started;
+    const done = await page.context().request.post('/api/orgs/org-rio/events', {
+      data: { type: 'SYNC_SUCCESS', jobId: 'burst-job', message: 'burst done', data: { jobStatus: 'completed', total: 1000, synced: 1000, conflicts: 0, failed: 0 } },
+      headers: { origin: baseURL! },
+    });
+    expect(done.status()).toBe(202);
+    await expect(page.getByTestId('last-event')).toHaveText('Last event: SYNC_SUCCESS burst done');
+    // The refetch that the last success asks for, decoded a slice per frame.
+    await page.waitForTimeout(1500);
   });
-  expect(done.status()).toBe(202);
-  await expect(page.getByTestId('last-event')).toHaveText('Last event: SYNC_SUCCESS burst done');
-  await page.waitForTimeout(800);
-  const burst = await stopMeasuring(page);
 
-  info.annotations.push({ type: 'scroll', description: JSON.stringify(scroll) });
-  info.annotations.push({ type: 'burst', description: JSON.stringify({ ...burst, publishMs }) });
-  console.log(`frame budget: scroll ${JSON.stringify(scroll)}; burst of 1000 in ${publishMs} ms ${JSON.stringify(burst)}`);
+  info.annotations.push({ type: 'scroll', description: JSON.stringify({ ...scroll, load }) });
+  info.annotations.push({ type: 'burst', description: JSON.stringify({ ...burst, publishMs, load }) });
+  console.log(`frame budget (${load}): scroll ${JSON.stringify(scroll)}; burst of 1000 in ${publishMs} ms ${JSON.stringify(burst)}`);
   if (process.env.E2E_BUILD === 'release') {
     expect(scroll.maxLongTask, 'longest task while scrolling (ms)').toBeLessThan(250);
     expect(burst.maxLongTask, 'longest task during the burst (ms)').toBeLessThan(250);
+    // The grid's own work (scroll handler and the rows it re-labels) fits in a frame, with
+    // room to spare, in 99 frames out of 100.
+    expect(scroll.scrollHandlerCpu.p99, 'grid script per scrolled frame, p99 (ms CPU)').toBeLessThan(FRAME_MS);
+    // Half the frames of the burst are on time; nine in ten need less than a frame of
+    // main-thread CPU and 99 in 100 less than two (events, banner, toasts, and the refetches
+    // decoded a slice per frame; receiving the 1.3 MB list is the browser's share).
+    expect(burst.p50, 'median frame interval during the burst (ms)').toBeLessThanOrEqual(FRAME_MS + JITTER_MS);
+    expect(burst.cpu.p90, 'main-thread CPU per frame during the burst, p90 (ms)').toBeLessThan(FRAME_MS);
+    expect(burst.cpu.p99, 'main-thread CPU per frame during the burst, p99 (ms)').toBeLessThan(2 * FRAME_MS);
   }
 });
