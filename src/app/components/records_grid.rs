@@ -98,7 +98,8 @@ pub fn RecordsGrid(
     let nodes: [NodeRef<html::Tr>; POOL] = std::array::from_fn(|_| NodeRef::new());
     let body = NodeRef::<html::Tbody>::new();
     let bottom = NodeRef::<html::Tr>::new();
-    // Slots in DOM order, as rendered: 0, 1, ...
+    // Slots in DOM order, as rendered: 0, 1, ... The rows are moved with plain DOM calls: the
+    // pool is a static list that the view never renders again, so only this effect orders it.
     let order = StoredValue::new((0..POOL).collect::<Vec<_>>());
     Effect::new(move |_| {
         let window = range.get();
