@@ -5,6 +5,9 @@
 //! overwrites a newer one). The answer (about 1.3 MB for 2,000 records) is read as bytes and
 //! its records are found and decoded a few milliseconds' worth at a time, one slice per
 //! animation frame, so that the page keeps drawing frames while 2,000 records are decoded.
+// The server renders the page without fetching (the browser loads the list), so most of this
+// is used only by the hydrate build and by the unit tests.
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 
 use crate::app::api::records::{RecordFilter, RecordRow};
 use leptos::prelude::*;
