@@ -1,7 +1,11 @@
 //! Crash safety: a server killed with SIGKILL in the middle of a sync job resumes it after a
 //! restart, and PEMS (a separate simulator process that survives) sees every record written
-//! exactly once.
+//! exactly once; so do writes PEMS accepted whose batch never reached the database.
 
+mod common;
+
+use common::TestServer;
+use pfa_sync::server::sync::pems::{faults::Faults, simulator};
 use serde_json::{json, Value};
 use std::{
     io::{BufRead, BufReader},
@@ -234,4 +238,152 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
             (json!(format!("crash test {n}")), json!(2))
         );
     }
+}
+
+/// Polls the job through the API until `done` accepts it (at most 20 s).
+async fn wait_for_job(
+    server: &TestServer,
+    token: &str,
+    job: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, detail) = server
+            .api("GET", &format!("/api/orgs/org-rio/jobs/{job}"), token, None)
+            .await;
+        if done(&detail) {
+            return detail;
+        }
+        assert!(Instant::now() < deadline, "job never got there: {detail}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn writes_pems_accepted_while_their_batch_could_not_commit_are_recorded_once_after_restart() {
+    // PEMS outlives the server (its own task here) and answers slowly enough that every write
+    // is still on its way when the database goes away.
+    let stop_pems = tokio_util::sync::CancellationToken::new();
+    let pems = simulator::spawn("127.0.0.1:0".parse().unwrap(), stop_pems.clone())
+        .await
+        .unwrap();
+    let slow = Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    };
+    pems.sim.set_faults(slow).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/lost-batch.db", dir.path().display());
+    let configure = |c: &mut pfa_sync::server::config::Config| {
+        c.database_url = db.clone();
+        c.pems_url = Some(pems.base_url.clone());
+        c.sync.concurrency_per_org = 8;
+        c.sync.rate_per_org = 1000;
+        c.sync.retry_cap = Duration::from_millis(50);
+    };
+
+    let first = TestServer::spawn_with(configure).await;
+    first.seed("org-rio", 8).await;
+    let planner = first.token("planner", &[]).await;
+    let drafts: Vec<Value> = (1..=8)
+        .map(
+            |n| json!({"pfaId": format!("PFA-{n:05}"), "changes": {"notes": format!("batch {n}")}}),
+        )
+        .collect();
+    let (status, body) = first
+        .api(
+            "PUT",
+            "/api/orgs/org-rio/drafts",
+            &planner,
+            Some(json!({ "drafts": drafts })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = first
+        .api("POST", "/api/orgs/org-rio/drafts/commit", &planner, None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().unwrap().to_owned();
+
+    // All 8 writes are in flight at PEMS; then the database fails under the writer, as a
+    // crash between PEMS's answers and the batch that records them would.
+    wait_for_job(&first, &planner, &job, |d| {
+        d["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|i| i["status"] == "in_flight"))
+    })
+    .await;
+    first.store.close().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pems.sim.total_accepted_writes() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "PEMS never accepted the writes: {:?}",
+            pems.sim.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.shutdown.cancel();
+    let _ = first.task.await;
+    pems.sim.reset_faults();
+
+    let second = TestServer::spawn_with(configure).await;
+    let detail = wait_for_job(&second, &planner, &job, |d| {
+        d["job"]["status"] == "completed"
+    })
+    .await;
+    assert_eq!(detail["job"]["synced"], 8, "{detail}");
+    assert_eq!(
+        pems.sim.total_accepted_writes(),
+        8,
+        "{:?}",
+        pems.sim.stats()
+    );
+    for n in 1..=8 {
+        let pfa = format!("PFA-{n:05}");
+        assert_eq!(
+            pems.sim.accepted_writes("RIO", &pfa),
+            1,
+            "{pfa} written once"
+        );
+        let (_, record) = second
+            .api(
+                "GET",
+                &format!("/api/orgs/org-rio/records/{pfa}"),
+                &planner,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (record["notes"].clone(), record["version"].clone()),
+            (json!(format!("batch {n}")), json!(2))
+        );
+        let (_, history) = second
+            .api(
+                "GET",
+                &format!("/api/orgs/org-rio/records/{pfa}/history"),
+                &planner,
+                None,
+            )
+            .await;
+        let synced = history["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["kind"] == "sync")
+            .count();
+        assert_eq!(synced, 1, "one history row for {pfa}: {history}");
+    }
+    let attempts: Vec<i64> = detail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts, [2; 8],
+        "each sent again after the restart, under the same key"
+    );
+    stop_pems.cancel();
 }

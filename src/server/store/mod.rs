@@ -47,6 +47,9 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection before lending it by default: one more round trip to the
+            // connection's worker thread per query, for a local file that cannot go stale.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open database {:?}", redact(url)))?;

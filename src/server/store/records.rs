@@ -129,67 +129,77 @@ pub fn diff(before: &PfaRecord, after: &PfaRecord) -> Value {
     Value::Object(out)
 }
 
-pub(crate) async fn upsert_record_tx(
+/// The state of a record after an accepted write, and who made it: one `pfa_records` upsert
+/// and one `pfa_history` row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordRow<'a> {
+    /// The state before the write (None: the record is new and its history row has no diff).
+    pub before: Option<&'a PfaRecord>,
+    pub after: &'a PfaRecord,
+    pub changed_by: &'a str,
+    pub reason: Option<&'a str>,
+    pub kind: &'a str,
+    pub job_id: Option<&'a str>,
+}
+
+/// Upserts the records of `rows` and appends one history row for each, with two statements
+/// whatever their number (rows go in as one JSON array; the sync engine commits its writes in
+/// batches).
+pub(crate) async fn write_records_tx(
     tx: &mut Transaction<'_, Sqlite>,
-    r: &PfaRecord,
+    rows: &[RecordRow<'_>],
 ) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut records = Vec::with_capacity(rows.len());
+    let mut history = Vec::with_capacity(rows.len());
+    for row in rows {
+        let r = row.after;
+        let data = serde_json::to_string(r)?;
+        let changes = match row.before {
+            Some(b) => diff(b, r),
+            None => Value::Object(Map::new()),
+        };
+        records.push(serde_json::json!({
+            "org": r.organization_id, "pfa": r.pfa_id, "data": data, "category": r.category,
+            "source": format!("{:?}", r.source), "dor": format!("{:?}", r.dor),
+            "start": r.forecast_start.to_string(), "end": r.forecast_end.to_string(),
+            "rate": r.monthly_rate, "discontinued": r.is_discontinued, "search": search_text(r),
+            "version": r.version,
+        }));
+        history.push(serde_json::json!({
+            "org": r.organization_id, "pfa": r.pfa_id, "version": r.version, "data": data,
+            "changes": changes.to_string(), "by": row.changed_by, "reason": row.reason,
+            "kind": row.kind, "job": row.job_id,
+        }));
+    }
+    let now = now();
     sqlx::query(
         "INSERT INTO pfa_records (org_id, pfa_id, data, category, source, dor, forecast_start, forecast_end,
              monthly_rate, is_discontinued, search, version, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT value ->> 'org', value ->> 'pfa', value ->> 'data', value ->> 'category',
+             value ->> 'source', value ->> 'dor', value ->> 'start', value ->> 'end', value ->> 'rate',
+             value ->> 'discontinued', value ->> 'search', value ->> 'version', ?1
+         FROM json_each(?2) WHERE true
          ON CONFLICT (org_id, pfa_id) DO UPDATE SET data = excluded.data, category = excluded.category,
              source = excluded.source, dor = excluded.dor, forecast_start = excluded.forecast_start,
              forecast_end = excluded.forecast_end, monthly_rate = excluded.monthly_rate,
              is_discontinued = excluded.is_discontinued, search = excluded.search,
              version = excluded.version, updated_at = excluded.updated_at",
     )
-    .bind(&r.organization_id)
-    .bind(&r.pfa_id)
-    .bind(serde_json::to_string(r)?)
-    .bind(&r.category)
-    .bind(format!("{:?}", r.source))
-    .bind(format!("{:?}", r.dor))
-    .bind(r.forecast_start.to_string())
-    .bind(r.forecast_end.to_string())
-    .bind(r.monthly_rate)
-    .bind(r.is_discontinued)
-    .bind(search_text(r))
-    .bind(r.version)
-    .bind(now())
+    .bind(&now)
+    .bind(Value::Array(records).to_string())
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-/// Appends a history row for the write that produced `after`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn add_history_tx(
-    tx: &mut Transaction<'_, Sqlite>,
-    before: Option<&PfaRecord>,
-    after: &PfaRecord,
-    changed_by: &str,
-    reason: Option<&str>,
-    kind: &str,
-    job_id: Option<&str>,
-) -> anyhow::Result<()> {
-    let changes = match before {
-        Some(b) => diff(b, after),
-        None => Value::Object(Map::new()),
-    };
     sqlx::query(
         "INSERT INTO pfa_history (org_id, pfa_id, version, data, changes, changed_by, reason, kind, job_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT value ->> 'org', value ->> 'pfa', value ->> 'version', value ->> 'data',
+             value ->> 'changes', value ->> 'by', value ->> 'reason', value ->> 'kind', value ->> 'job', ?1
+         FROM json_each(?2)",
     )
-    .bind(&after.organization_id)
-    .bind(&after.pfa_id)
-    .bind(after.version)
-    .bind(serde_json::to_string(after)?)
-    .bind(changes.to_string())
-    .bind(changed_by)
-    .bind(reason)
-    .bind(kind)
-    .bind(job_id)
-    .bind(now())
+    .bind(&now)
+    .bind(Value::Array(history).to_string())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -217,17 +227,15 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             if exists.is_none() {
-                upsert_record_tx(&mut tx, r).await?;
-                add_history_tx(
-                    &mut tx,
-                    None,
-                    r,
-                    "demo data",
-                    Some("initial import"),
-                    "created",
-                    None,
-                )
-                .await?;
+                let row = RecordRow {
+                    before: None,
+                    after: r,
+                    changed_by: "demo data",
+                    reason: Some("initial import"),
+                    kind: "created",
+                    job_id: None,
+                };
+                write_records_tx(&mut tx, &[row]).await?;
                 inserted += 1;
             }
         }

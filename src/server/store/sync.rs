@@ -1,16 +1,16 @@
 //! Sync jobs, their queue items (one per record), conflicts and the audit trail.
 
-use super::{
-    records::{add_history_tx, upsert_record_tx},
-    Store,
-};
-use crate::domain::{
-    pfa::PfaRecord,
-    sync::{ItemStatus, JobStatus},
-};
+use super::Store;
+use crate::domain::sync::{ItemStatus, JobStatus};
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+mod writes;
+
+#[cfg(test)]
+pub(crate) use writes::fixtures;
+pub use writes::{EngineWrites, ItemUpdate, RecordWrite};
 
 fn now() -> String {
     crate::protocol::timestamp::format(&chrono::Utc::now())
@@ -213,30 +213,40 @@ impl Store {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        for item in items {
+        // One statement for all items and one for all drafts, whatever their number: a
+        // 10,000-record commit made 20,000 round trips to the database before.
+        let rows: Vec<Value> = items
+            .iter()
+            .map(|item| {
+                json!({ "pfa": item.pfa_id, "changes": Value::Object(item.changes.clone()).to_string(),
+                        "base": item.base_version, "reason": item.reason, "key": new_id("idem") })
+            })
+            .collect();
+        let rows = Value::Array(rows).to_string();
+        sqlx::query(
+            "INSERT INTO sync_queue (job_id, org_id, pfa_id, user_id, changes, base_version, reason, status,
+                 idempotency_key, updated_at)
+             SELECT ?1, ?2, value ->> 'pfa', ?3, value ->> 'changes', value ->> 'base', value ->> 'reason',
+                 'pending', value ->> 'key', ?4
+             FROM json_each(?5) ORDER BY key",
+        )
+        .bind(&id)
+        .bind(org)
+        .bind(user_id)
+        .bind(&now)
+        .bind(&rows)
+        .execute(&mut *tx)
+        .await?;
+        if kind == "commit" {
             sqlx::query(
-                "INSERT INTO sync_queue (job_id, org_id, pfa_id, user_id, changes, base_version, reason, status,
-                     idempotency_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                "DELETE FROM drafts WHERE org_id = ?1 AND user_id = ?2
+                     AND pfa_id IN (SELECT value ->> 'pfa' FROM json_each(?3))",
             )
-            .bind(&id)
             .bind(org)
-            .bind(&item.pfa_id)
             .bind(user_id)
-            .bind(Value::Object(item.changes.clone()).to_string())
-            .bind(item.base_version)
-            .bind(&item.reason)
-            .bind(new_id("idem"))
-            .bind(&now)
+            .bind(&rows)
             .execute(&mut *tx)
             .await?;
-            if kind == "commit" {
-                sqlx::query("DELETE FROM drafts WHERE org_id = ? AND user_id = ? AND pfa_id = ?")
-                    .bind(org)
-                    .bind(user_id)
-                    .bind(&item.pfa_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
         tx.commit().await?;
         self.job(org, &id).await?.context("job just created")
@@ -324,22 +334,8 @@ impl Store {
 
     /// Recounts a job's synced / conflicts / failed from its items.
     pub async fn refresh_job_counts(&self, id: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE sync_jobs SET
-                 synced = (SELECT COUNT(*) FROM sync_queue WHERE job_id = ?1 AND status = 'synced'),
-                 conflicts = (SELECT COUNT(*) FROM sync_queue WHERE job_id = ?1 AND status = 'conflict'),
-                 failed = (SELECT COUNT(*) FROM sync_queue WHERE job_id = ?1 AND status = 'failed')
-             WHERE id = ?1",
-        )
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    pub async fn add_job_retry(&self, id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sync_jobs SET retries = retries + 1 WHERE id = ?")
-            .bind(id)
+        sqlx::query(RECOUNT_JOBS)
+            .bind(json!([id]).to_string())
             .execute(self.pool())
             .await?;
         Ok(())
@@ -374,37 +370,6 @@ impl Store {
                 .await?
                 .rows_affected(),
         )
-    }
-
-    /// Marks an item in flight and counts the attempt, before PEMS is called.
-    pub async fn start_attempt(&self, item_id: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sync_queue SET status = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?")
-            .bind(now())
-            .bind(item_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_item_status(
-        &self,
-        item_id: i64,
-        status: ItemStatus,
-        next_attempt_at: i64,
-        error: Option<(&str, &str)>,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE sync_queue SET status = ?, next_attempt_at = ?, error_code = ?, last_error = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(next_attempt_at)
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| e.1))
-        .bind(now())
-        .bind(item_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
     }
 
     /// Re-bases a pending item on a newer version with (possibly) new changes.
@@ -457,63 +422,11 @@ impl Store {
         }
         Ok(moved)
     }
-
-    /// Records an accepted PEMS write: the new record state, its history row, the item synced.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn commit_write(
-        &self,
-        before: &PfaRecord,
-        after: &PfaRecord,
-        changed_by: &str,
-        reason: Option<&str>,
-        kind: &str,
-        job_id: &str,
-        item_id: i64,
-    ) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin().await?;
-        upsert_record_tx(&mut tx, after).await?;
-        add_history_tx(
-            &mut tx,
-            Some(before),
-            after,
-            changed_by,
-            reason,
-            kind,
-            Some(job_id),
-        )
-        .await?;
-        sqlx::query("UPDATE sync_queue SET status = 'synced', error_code = NULL, last_error = NULL, updated_at = ? WHERE id = ?")
-            .bind(now())
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records a change made in PEMS (seen through a conflict answer) as a new local version.
-    pub async fn record_remote_change(
-        &self,
-        before: &PfaRecord,
-        after: &PfaRecord,
-        job_id: &str,
-    ) -> anyhow::Result<()> {
-        if before.version >= after.version {
-            return Ok(());
-        }
-        let mut tx = self.pool().begin().await?;
-        upsert_record_tx(&mut tx, after).await?;
-        add_history_tx(
-            &mut tx,
-            Some(before),
-            after,
-            "PEMS",
-            Some("changed in PEMS"),
-            "pems",
-            Some(job_id),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
+
+/// Recounts synced / conflicts / failed of the jobs whose ids are in the JSON array `?1`.
+const RECOUNT_JOBS: &str = "UPDATE sync_jobs SET
+         synced = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'synced'),
+         conflicts = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'conflict'),
+         failed = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'failed')
+     WHERE id IN (SELECT value FROM json_each(?1))";

@@ -1,10 +1,10 @@
 //! The sync engine: runs jobs from the persisted queue (one runner task per running job), with
 //! per-org concurrency and rate limits, and applies sync commands. Every state change is
-//! written to the store before it is announced, so a restarted process resumes where the
-//! last one stopped (items in flight go back to pending; their idempotency keys make the
-//! repeated PEMS write harmless).
+//! written to the store before it is announced (per-record writes through one group-commit
+//! writer, `writer.rs`), so a restarted process resumes where the last one stopped (items in
+//! flight go back to pending; their idempotency keys make the repeated PEMS write harmless).
 
-use super::{pems::client::PemsClient, runner};
+use super::{pems::client::PemsClient, runner, writer::Writer};
 use crate::{
     domain::sync::{ItemStatus, JobCommand, JobStatus},
     server::{
@@ -64,6 +64,8 @@ pub(super) struct Inner {
     pub store: Store,
     pub hub: Hub,
     pub pems: PemsClient,
+    /// Where every per-record store write goes, to be committed in batches.
+    pub writer: Writer,
     pub settings: EngineSettings,
     pub shutdown: CancellationToken,
     /// Live runners by job id, each with the notify that wakes it after a command.
@@ -79,11 +81,13 @@ impl Engine {
         settings: EngineSettings,
         shutdown: CancellationToken,
     ) -> Self {
+        let writer = Writer::spawn(store.clone(), hub.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
                 hub,
                 pems,
+                writer,
                 settings,
                 shutdown,
                 runners: Mutex::default(),

@@ -4,3 +4,4 @@ pub mod engine;
 pub mod events;
 pub mod pems;
 pub mod runner;
+pub mod writer;

@@ -1,38 +1,79 @@
 //! One running job: launches its pending items within the org's concurrency and rate limits,
-//! processes each against PEMS, and announces progress and the outcome.
+//! processes each against PEMS, and announces progress and the outcome. Up to
+//! `ITEMS_PER_PERMIT` items per PEMS permit are under way at once: put in flight ahead, each
+//! takes the org's permit only for its PEMS request (and goes back to pending unsent if the job
+//! was paused or cancelled meanwhile), then has its outcome written. Store writes and
+//! record-level events go through the engine's writer (`writer.rs`), which commits the writes
+//! of many items in one transaction; the runner reads the job's status only after a command
+//! woke it.
 
 use super::{
-    engine::{is_active, Engine},
+    engine::{is_active, Engine, OrgLimits},
     events::{self, Counts},
     pems::{client::PemsError, wire::WriteRequest},
+    writer::Announcement,
 };
 use crate::{
     domain::{
         pfa::{Delta, EditableField},
         sync::{backoff, ItemStatus, JobStatus},
     },
+    protocol::events::SyncEvent,
     server::store::{
         records::NewDraft,
-        sync::{Job, QueueItem},
+        sync::{EngineWrites, ItemUpdate, Job, QueueItem, RecordWrite},
     },
 };
 use anyhow::Context;
 use serde_json::{Map, Value};
-use std::{collections::VecDeque, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
 use tokio::{sync::Notify, task::JoinSet};
+
+/// Records a job may have under way per PEMS request its organization may have in flight: the
+/// others are being put in flight, wait for a permit, or have their outcome written meanwhile.
+const ITEMS_PER_PERMIT: usize = 4;
+
+type Tasks = JoinSet<(QueueItem, anyhow::Result<Outcome>)>;
 
 /// What processing one item led to.
 enum Outcome {
     Synced,
     Conflict,
     Failed,
-    /// Try again at this time (backoff) or at once (re-based after a non-overlapping change).
-    Retry(Instant),
+    /// A retryable error: try the item (as it is now) again at this time; one retry wait more.
+    Again(Instant, QueueItem),
+    /// Re-based on PEMS's version after a change to other fields: try it again at once.
+    Rebased(QueueItem),
+    /// Not sent: the job stopped running (paused, cancelled, shutdown) while the item waited
+    /// for a permit; it is pending again as it was.
+    Unstarted,
 }
 
-fn counts_of(items: &[QueueItem], retries: i64) -> Counts {
+/// What the item tasks of one job share.
+struct JobContext {
+    job: Job,
+    /// The organization's PEMS code, read once per run.
+    org_code: String,
+    limits: Arc<OrgLimits>,
+    /// Whether the job's status lets new PEMS requests go out (the runner keeps it current).
+    sending: AtomicBool,
+}
+
+/// Counts of `items` (of a job with `total` items) by status.
+fn counts_of<'a>(
+    items: impl IntoIterator<Item = &'a QueueItem>,
+    total: i64,
+    retries: i64,
+) -> Counts {
     let mut c = Counts {
-        total: items.len() as i64,
+        total,
         retries,
         ..Default::default()
     };
@@ -58,10 +99,11 @@ async fn publish(engine: &Engine, org: &str, event: crate::protocol::events::Syn
 pub async fn announce(engine: &Engine, job: &Job, note: Option<&str>) {
     match engine.inner.store.items(&job.id).await {
         Ok(items) => {
+            let counts = counts_of(&items, items.len() as i64, job.retries);
             publish(
                 engine,
                 &job.organization_id,
-                events::progress(&job.id, counts_of(&items, job.retries), job.status, note),
+                events::progress(&job.id, counts, job.status, note),
             )
             .await
         }
@@ -74,39 +116,42 @@ pub async fn announce(engine: &Engine, job: &Job, note: Option<&str>) {
 pub async fn finish_cancelled(engine: &Engine, job: &Job) -> anyhow::Result<()> {
     let store = &engine.inner.store;
     let items = store.items(&job.id).await?;
-    for item in items
+    let open: Vec<&QueueItem> = items
         .iter()
         .filter(|i| matches!(i.status, ItemStatus::Pending | ItemStatus::InFlight))
-    {
-        if job.kind == "commit" {
+        .collect();
+    if job.kind == "commit" {
+        let mut drafts: BTreeMap<i64, Vec<NewDraft>> = BTreeMap::new();
+        for item in &open {
             if let Ok(delta) = Delta::parse(&item.changes) {
-                let draft = NewDraft {
+                drafts.entry(item.user_id).or_default().push(NewDraft {
                     pfa_id: item.pfa_id.clone(),
                     delta,
                     base_version: item.base_version,
                     reason: item.reason.clone(),
-                };
-                store
-                    .save_drafts(&job.organization_id, item.user_id, &[draft])
-                    .await?;
+                });
             }
         }
-        store
-            .set_item_status(item.id, ItemStatus::Cancelled, 0, None)
-            .await?;
+        for (user_id, drafts) in drafts {
+            store
+                .save_drafts(&job.organization_id, user_id, &drafts)
+                .await?;
+        }
     }
-    store.refresh_job_counts(&job.id).await?;
-    let items = store.items(&job.id).await?;
-    publish(
-        engine,
-        &job.organization_id,
-        events::job_finished(
-            &job.id,
-            counts_of(&items, job.retries),
-            JobStatus::Cancelled,
-        ),
-    )
-    .await;
+    let cancelled = EngineWrites {
+        items: open
+            .iter()
+            .map(|i| update(i.id, ItemStatus::Cancelled, 0, None))
+            .collect(),
+        recount: vec![job.id.clone()],
+        ..Default::default()
+    };
+    let mut counts = counts_of(&items, items.len() as i64, job.retries);
+    counts.cancelled += open.len() as i64;
+    // Through the writer: after every event of the job it has still to publish.
+    let finished = events::job_finished(&job.id, counts, JobStatus::Cancelled);
+    let event = Some((job.organization_id.clone(), finished));
+    engine.inner.writer.commit(cancelled, event).await?;
     Ok(())
 }
 
@@ -134,24 +179,39 @@ pub async fn run(
         )
         .await;
     }
+    let context = Arc::new(JobContext {
+        org_code: store.org_code(org).await?,
+        job: job.clone(),
+        limits,
+        sending: AtomicBool::new(is_active(job.status)),
+    });
+    let most_under_way = settings.concurrency_per_org.max(1) * ITEMS_PER_PERMIT;
     let items = store.items(job_id).await?;
-    let mut counts = counts_of(&items, job.retries);
+    let mut counts = counts_of(&items, items.len() as i64, job.retries);
     let mut ready: VecDeque<QueueItem> = items
         .into_iter()
         .filter(|i| i.status == ItemStatus::Pending)
         .collect();
     let mut delayed: Vec<(Instant, QueueItem)> = Vec::new();
-    let mut in_flight: JoinSet<(QueueItem, anyhow::Result<Outcome>)> = JoinSet::new();
+    let mut in_flight: Tasks = JoinSet::new();
+    // Ids of the items in `in_flight`: a reload after a command neither counts nor starts them.
+    let mut running: HashSet<i64> = HashSet::new();
+    // Only a command changes the stored status, and it wakes the runner: read it then.
+    let mut status = job.status;
+    let mut status_stale = false;
     let mut last_progress = Instant::now() - settings.progress_interval;
     let mut progress_due = false;
 
     loop {
-        // Commands change the stored status; read it at every turn.
-        let status = store
-            .job(org, job_id)
-            .await?
-            .map(|j| j.status)
-            .unwrap_or(JobStatus::Cancelled);
+        if status_stale {
+            status = store
+                .job(org, job_id)
+                .await?
+                .map(|j| j.status)
+                .unwrap_or(JobStatus::Cancelled);
+            context.sending.store(is_active(status), Ordering::Relaxed);
+            status_stale = false;
+        }
         let now = Instant::now();
         let mut i = 0;
         while i < delayed.len() {
@@ -161,22 +221,12 @@ pub async fn run(
                 i += 1;
             }
         }
+        // Items are put in flight ahead of the org's permits, so the next PEMS request can go
+        // out as soon as one is answered; each takes its permit just before sending.
         if is_active(status) && !engine.inner.shutdown.is_cancelled() {
-            while let Some(item) = ready.front() {
-                let _ = item;
-                let Ok(permit) = limits.permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let item = ready.pop_front().expect("front exists");
-                let engine = engine.clone();
-                let rate = limits.rate.clone();
-                let job = job.clone();
-                in_flight.spawn(async move {
-                    rate.until_ready().await;
-                    let outcome = process(&engine, &job, &item).await;
-                    drop(permit);
-                    (item, outcome)
-                });
+            while in_flight.len() < most_under_way {
+                let Some(item) = ready.pop_front() else { break };
+                launch(engine, &context, &mut in_flight, &mut running, item);
             }
         }
 
@@ -194,18 +244,17 @@ pub async fn run(
                     let final_status =
                         JobStatus::finished(counts.synced, counts.conflicts, counts.failed);
                     store.set_job_status(job_id, final_status).await?;
-                    publish(
-                        engine,
-                        org,
-                        events::progress(job_id, counts, final_status, None),
-                    )
-                    .await;
-                    publish(
-                        engine,
-                        org,
-                        events::job_finished(job_id, counts, final_status),
-                    )
-                    .await;
+                    // Through the writer: after every event of the job it has still to publish.
+                    let last = events::progress(job_id, counts, final_status, None);
+                    let finished = events::job_finished(job_id, counts, final_status);
+                    for event in [last, finished] {
+                        let event = Some((org.to_owned(), event));
+                        engine
+                            .inner
+                            .writer
+                            .commit(EngineWrites::default(), event)
+                            .await?;
+                    }
                     return Ok(());
                 }
                 _ => {}
@@ -213,8 +262,21 @@ pub async fn run(
         }
 
         if progress_due && last_progress.elapsed() >= settings.progress_interval {
-            store.refresh_job_counts(job_id).await?;
-            publish(engine, org, events::progress(job_id, counts, status, None)).await;
+            // Through the writer, so the recount sees every item announced before it.
+            let recount = EngineWrites {
+                recount: vec![job_id.to_owned()],
+                ..Default::default()
+            };
+            let event = events::progress(job_id, counts, status, None);
+            // Not waited for: launching goes on while the event waits its turn.
+            if let Err(e) = engine
+                .inner
+                .writer
+                .submit(recount, Some((org.to_owned(), event)))
+                .await
+            {
+                tracing::error!(job = job_id, "cannot record progress: {e:#}");
+            }
             last_progress = Instant::now();
             progress_due = false;
         }
@@ -230,30 +292,43 @@ pub async fn run(
         };
         tokio::select! {
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let (item, outcome) = joined.context("item task panicked")?;
-                match outcome {
-                    Ok(Outcome::Synced) => counts.synced += 1,
-                    Ok(Outcome::Conflict) => counts.conflicts += 1,
-                    Ok(Outcome::Failed) => counts.failed += 1,
-                    Ok(Outcome::Retry(at)) => {
-                        counts.retries += 1;
-                        let fresh = store.item(item.id).await?.context("item vanished")?;
-                        delayed.push((at, fresh));
+                // Take every item that has finished meanwhile, then start as many.
+                let mut next = Some(joined);
+                while let Some(joined) = next {
+                    let (item, outcome) = joined.context("item task panicked")?;
+                    running.remove(&item.id);
+                    match outcome {
+                        Ok(Outcome::Synced) => counts.synced += 1,
+                        Ok(Outcome::Conflict) => counts.conflicts += 1,
+                        Ok(Outcome::Failed) => counts.failed += 1,
+                        Ok(Outcome::Again(at, item)) => {
+                            counts.retries += 1;
+                            delayed.push((at, item));
+                        }
+                        Ok(Outcome::Rebased(item)) => ready.push_back(item),
+                        Ok(Outcome::Unstarted) => ready.push_front(item),
+                        Err(e) => {
+                            // A store failure: leave the item pending for the next run.
+                            tracing::error!(job = job_id, pfa = item.pfa_id, "item processing failed: {e:#}");
+                            delayed.push((Instant::now() + settings.retry_cap, item));
+                        }
                     }
-                    Err(e) => {
-                        // A store failure: leave the item pending for the next run.
-                        tracing::error!(job = job_id, pfa = item.pfa_id, "item processing failed: {e:#}");
-                        delayed.push((Instant::now() + settings.retry_cap, item));
-                    }
+                    next = in_flight.try_join_next();
                 }
                 progress_due = true;
             }
             _ = wake.notified() => {
-                // A command: a retry adds items back.
+                // A command: the status changed, a retry adds items back.
+                status_stale = true;
                 let items = store.items(job_id).await?;
-                counts = counts_of(&items, counts.retries);
-                let known: std::collections::HashSet<i64> =
-                    ready.iter().chain(delayed.iter().map(|(_, i)| i)).map(|i| i.id).collect();
+                let settled = items.iter().filter(|i| !running.contains(&i.id));
+                counts = counts_of(settled, items.len() as i64, counts.retries);
+                let known: HashSet<i64> = ready
+                    .iter()
+                    .chain(delayed.iter().map(|(_, i)| i))
+                    .map(|i| i.id)
+                    .chain(running.iter().copied())
+                    .collect();
                 for item in items.into_iter().filter(|i| i.status == ItemStatus::Pending && !known.contains(&i.id)) {
                     ready.push_back(item);
                 }
@@ -264,32 +339,85 @@ pub async fn run(
     }
 }
 
-/// Writes one item to PEMS and records the outcome.
-async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result<Outcome> {
+/// Starts processing `item`.
+fn launch(
+    engine: &Engine,
+    context: &Arc<JobContext>,
+    tasks: &mut Tasks,
+    running: &mut HashSet<i64>,
+    item: QueueItem,
+) {
+    running.insert(item.id);
+    let (engine, context) = (engine.clone(), context.clone());
+    tasks.spawn(async move {
+        let outcome = process(&engine, &context, &item).await;
+        (item, outcome)
+    });
+}
+
+/// A queue item's new status, as engine writes.
+fn update(
+    item_id: i64,
+    status: ItemStatus,
+    next_attempt_at: i64,
+    error: Option<(&str, &str)>,
+) -> ItemUpdate {
+    ItemUpdate {
+        item_id,
+        status,
+        next_attempt_at,
+        error: error.map(|(code, message)| (code.to_owned(), message.to_owned())),
+    }
+}
+
+fn only(update: ItemUpdate) -> EngineWrites {
+    EngineWrites {
+        items: vec![update],
+        ..Default::default()
+    }
+}
+
+/// Writes one item to PEMS and records the outcome (through the writer: the caller hears back
+/// once it is committed and announced). The org's permit is held while PEMS answers.
+async fn process(
+    engine: &Engine,
+    context: &JobContext,
+    item: &QueueItem,
+) -> anyhow::Result<Outcome> {
     let store = &engine.inner.store;
+    let writer = &engine.inner.writer;
     let settings = &engine.inner.settings;
+    let job = &context.job;
     let org = &job.organization_id;
-    store.start_attempt(item.id).await?;
+    let announce = |event: SyncEvent| -> Option<Announcement> { Some((org.clone(), event)) };
+    let record = writer.start(item.id).await?.context("record vanished")?;
     let attempts = item.attempts + 1;
-    let record = store
-        .record(org, &item.pfa_id)
-        .await?
-        .context("record vanished")?;
-    let org_code = store.org_code(org).await?;
     let request = WriteRequest {
         pfa_id: item.pfa_id.clone(),
-        organization_code: org_code,
+        organization_code: context.org_code.clone(),
         changes: item.changes.clone(),
         version: item.base_version,
         modified_by: job.username.clone(),
         change_reason: item.reason.clone(),
     };
-    match engine
+    let permit = context.limits.permits.acquire().await?;
+    if !context.sending.load(Ordering::Relaxed) || engine.inner.shutdown.is_cancelled() {
+        drop(permit);
+        let unstarted = EngineWrites {
+            unstarted: vec![item.id],
+            ..Default::default()
+        };
+        writer.commit(unstarted, None).await?;
+        return Ok(Outcome::Unstarted);
+    }
+    context.limits.rate.until_ready().await;
+    let answer = engine
         .inner
         .pems
         .write(&request, &item.idempotency_key)
-        .await
-    {
+        .await;
+    drop(permit);
+    match answer {
         Ok(ok) => {
             let delta = Delta::parse(&item.changes)
                 .map_err(|e| anyhow::anyhow!("stored change invalid: {e:?}"))?;
@@ -297,49 +425,41 @@ async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result
                 Ok(after) => after,
                 Err(errors) => {
                     let message = format!("the change no longer fits the record: {errors:?}");
-                    store
-                        .set_item_status(
-                            item.id,
-                            ItemStatus::Failed,
-                            0,
-                            Some(("VALIDATION_FAILED", &message)),
-                        )
-                        .await?;
-                    publish(
-                        engine,
-                        org,
-                        events::record_failed(
-                            &job.id,
-                            &item.pfa_id,
-                            message,
-                            "VALIDATION_FAILED",
-                            false,
-                            attempts,
-                        ),
-                    )
-                    .await;
+                    let failed = update(
+                        item.id,
+                        ItemStatus::Failed,
+                        0,
+                        Some(("VALIDATION_FAILED", &message)),
+                    );
+                    let event = events::record_failed(
+                        &job.id,
+                        &item.pfa_id,
+                        message,
+                        "VALIDATION_FAILED",
+                        false,
+                        attempts,
+                    );
+                    writer.commit(only(failed), announce(event)).await?;
                     return Ok(Outcome::Failed);
                 }
             };
             after.version = ok.new_version;
             after.last_synced_at = Some(chrono::Utc::now());
-            store
-                .commit_write(
-                    &record,
-                    &after,
-                    &job.username,
-                    item.reason.as_deref(),
-                    kind_of(job),
-                    &job.id,
-                    item.id,
-                )
-                .await?;
-            publish(
-                engine,
-                org,
-                events::record_synced(&job.id, &item.pfa_id, ok.new_version),
-            )
-            .await;
+            let write = RecordWrite {
+                before: record,
+                after,
+                changed_by: job.username.clone(),
+                reason: item.reason.clone(),
+                kind: kind_of(job),
+                job_id: job.id.clone(),
+                item_id: Some(item.id),
+            };
+            let writes = EngineWrites {
+                records: vec![write],
+                ..Default::default()
+            };
+            let event = events::record_synced(&job.id, &item.pfa_id, ok.new_version);
+            writer.commit(writes, announce(event)).await?;
             Ok(Outcome::Synced)
         }
         Err(PemsError::Conflict {
@@ -356,9 +476,22 @@ async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result
                 }
             }
             remote.version = current_version.max(record.version);
-            store
-                .record_remote_change(&record, &remote, &job.id)
-                .await?;
+            if remote.version > record.version {
+                let write = RecordWrite {
+                    before: record,
+                    after: remote.clone(),
+                    changed_by: "PEMS".into(),
+                    reason: Some("changed in PEMS".into()),
+                    kind: "pems",
+                    job_id: job.id.clone(),
+                    item_id: None,
+                };
+                let writes = EngineWrites {
+                    records: vec![write],
+                    ..Default::default()
+                };
+                writer.commit(writes, None).await?;
+            }
 
             let overlapping: Vec<String> = item
                 .changes
@@ -377,21 +510,16 @@ async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 if changes.is_empty() {
-                    store
-                        .set_item_status(item.id, ItemStatus::Synced, 0, None)
-                        .await?;
-                    publish(
-                        engine,
-                        org,
-                        events::record_synced(&job.id, &item.pfa_id, remote.version),
-                    )
-                    .await;
+                    let synced = update(item.id, ItemStatus::Synced, 0, None);
+                    let event = events::record_synced(&job.id, &item.pfa_id, remote.version);
+                    writer.commit(only(synced), announce(event)).await?;
                     return Ok(Outcome::Synced);
                 }
                 store
                     .rebase_item(item.id, &changes, current_version, false)
                     .await?;
-                return Ok(Outcome::Retry(Instant::now()));
+                let rebased = store.item(item.id).await?.context("item vanished")?;
+                return Ok(Outcome::Rebased(rebased));
             }
             let local: Map<String, Value> = overlapping
                 .iter()
@@ -409,21 +537,19 @@ async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result
             let conflict_id = store
                 .create_conflict(item, &overlapping, &local, &theirs, current_version)
                 .await?;
-            publish(
-                engine,
-                org,
-                events::record_conflict(
-                    &job.id,
-                    &item.pfa_id,
-                    &conflict_id,
-                    &overlapping,
-                    &local,
-                    &theirs,
-                    item.base_version,
-                    current_version,
-                ),
-            )
-            .await;
+            let event = events::record_conflict(
+                &job.id,
+                &item.pfa_id,
+                &conflict_id,
+                &overlapping,
+                &local,
+                &theirs,
+                item.base_version,
+                current_version,
+            );
+            writer
+                .commit(EngineWrites::default(), announce(event))
+                .await?;
             Ok(Outcome::Conflict)
         }
         Err(error) if error.is_retryable() && attempts < i64::from(settings.max_attempts) => {
@@ -439,30 +565,36 @@ async fn process(engine: &Engine, job: &Job, item: &QueueItem) -> anyhow::Result
                 jittered.max(asked.min(settings.retry_cap))
             });
             let at_ms = chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64;
-            store
-                .set_item_status(
+            let (code, message) = (error.error_code(), error.to_string());
+            let writes = EngineWrites {
+                items: vec![update(
                     item.id,
                     ItemStatus::Pending,
                     at_ms,
-                    Some((error.error_code(), &error.to_string())),
-                )
-                .await?;
-            store.add_job_retry(&job.id).await?;
+                    Some((code, &message)),
+                )],
+                retries: vec![job.id.clone()],
+                ..Default::default()
+            };
+            writer.commit(writes, None).await?;
             tracing::debug!(pfa = item.pfa_id, attempts, ?wait, "retrying after {error}");
-            Ok(Outcome::Retry(Instant::now() + wait))
+            let again = QueueItem {
+                status: ItemStatus::Pending,
+                attempts,
+                next_attempt_at: at_ms,
+                error_code: Some(code.to_owned()),
+                last_error: Some(message),
+                ..item.clone()
+            };
+            Ok(Outcome::Again(Instant::now() + wait, again))
         }
         Err(error) => {
             let (code, retryable, message) =
                 (error.error_code(), error.is_retryable(), error.to_string());
-            store
-                .set_item_status(item.id, ItemStatus::Failed, 0, Some((code, &message)))
-                .await?;
-            publish(
-                engine,
-                org,
-                events::record_failed(&job.id, &item.pfa_id, message, code, retryable, attempts),
-            )
-            .await;
+            let failed = update(item.id, ItemStatus::Failed, 0, Some((code, &message)));
+            let event =
+                events::record_failed(&job.id, &item.pfa_id, message, code, retryable, attempts);
+            writer.commit(only(failed), announce(event)).await?;
             Ok(Outcome::Failed)
         }
     }
