@@ -96,10 +96,19 @@ async fn run_shard(org: String, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
     let mut index: HashMap<u64, usize> = HashMap::new();
     let mut messages = Vec::with_capacity(SHARD_BATCH);
     let mut frames: Vec<Frame> = Vec::with_capacity(SHARD_BATCH);
+    // Whether the last pass wrote more than one frame: events come faster than passes.
+    let mut bursting = false;
     while rx.recv_many(&mut messages, SHARD_BATCH).await > 0 {
+        if bursting {
+            gather(&mut rx, &mut messages).await;
+        }
+        let mut written = 0;
         for message in messages.drain(..) {
             match message {
-                ShardMsg::Frame(frame) => frames.push(frame),
+                ShardMsg::Frame(frame) => {
+                    written += 1;
+                    frames.push(frame)
+                }
                 // Frames received before a subscription or an unsubscription are written
                 // first: a new subscriber's stream starts after its head.
                 ShardMsg::Add(id, outbox) => {
@@ -119,6 +128,27 @@ async fn run_shard(org: String, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
             }
         }
         write_all(&org, &sockets, &mut frames);
+        bursting = written > 1;
+    }
+}
+
+/// During a burst, how long a shard waits for more frames before a pass, so that each socket
+/// gets one write for several events instead of one per event (a write costs about the same
+/// whatever it carries). Only while events come faster than passes: at a steady rate every
+/// pass carries one frame and nothing waits.
+const BURST_GATHER: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// Adds to `messages` what arrives within [`BURST_GATHER`] (up to a full batch).
+async fn gather(rx: &mut mpsc::UnboundedReceiver<ShardMsg>, messages: &mut Vec<ShardMsg>) {
+    let deadline = tokio::time::sleep(BURST_GATHER);
+    tokio::pin!(deadline);
+    while messages.len() < SHARD_BATCH {
+        let room = SHARD_BATCH - messages.len();
+        tokio::select! {
+            biased;
+            got = rx.recv_many(messages, room) => if got == 0 { return },
+            _ = &mut deadline => return,
+        }
     }
 }
 
@@ -393,5 +423,58 @@ impl Hub {
             .lock()
             .expect("connections lock")
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(
+        count: u64,
+    ) -> (
+        mpsc::UnboundedSender<ShardMsg>,
+        mpsc::UnboundedReceiver<ShardMsg>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for id in 0..count {
+            tx.send(ShardMsg::Remove(id)).unwrap();
+        }
+        (tx, rx)
+    }
+
+    #[tokio::test]
+    async fn a_burst_pass_takes_what_is_queued_up_to_a_full_batch_in_order() {
+        let (_tx, mut rx) = queued(SHARD_BATCH as u64 + 44);
+        let mut messages = Vec::new();
+        gather(&mut rx, &mut messages).await;
+        let ids: Vec<u64> = messages
+            .iter()
+            .map(|m| match m {
+                ShardMsg::Remove(id) => *id,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ids, (0..SHARD_BATCH as u64).collect::<Vec<_>>());
+        assert_eq!(rx.len(), 44, "the rest waits for the next pass");
+    }
+
+    #[tokio::test]
+    async fn a_burst_pass_waits_the_gather_window_for_more_frames_then_goes() {
+        let (_tx, mut rx) = queued(3);
+        let mut messages = Vec::new();
+        let started = std::time::Instant::now();
+        gather(&mut rx, &mut messages).await;
+        assert_eq!(messages.len(), 3);
+        assert!(started.elapsed() >= BURST_GATHER);
+    }
+
+    #[tokio::test]
+    async fn a_burst_pass_ends_when_the_channel_is_gone() {
+        let (tx, mut rx) = queued(2);
+        drop(tx);
+        let mut messages = Vec::new();
+        gather(&mut rx, &mut messages).await;
+        assert_eq!(messages.len(), 2);
     }
 }
