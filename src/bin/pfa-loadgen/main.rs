@@ -4,6 +4,7 @@
 //! the harness works; any lost event fails the run in both modes.
 
 mod api;
+mod floor;
 mod histogram;
 mod procs;
 mod report;
@@ -23,6 +24,9 @@ const PASSWORD: &str = "bench-password";
 /// Sync engine limits of the bench server: the defaults (4 requests in flight, 50 a second per
 /// organization) protect a real PEMS and would make a 10,000-record sync last 200 s.
 const SYNC_FLAGS: [&str; 2] = ["--sync-concurrency=16", "--pems-rate=20000"];
+/// Body bytes of the frame the kernel-floor rows write: about the size of a bench event as
+/// the subscribers receive it.
+const FLOOR_PAYLOAD: usize = 200;
 
 /// Benchmarks of pfa-sync: fan-out latency, connection memory, reconnect storm, draft save,
 /// sync throughput and bundle size.
@@ -43,7 +47,7 @@ struct Args {
     /// Runs of each fan-out measurement; the table shows medians.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Only these groups: drafts, fanout, large, sync, bundle (repeatable; default all).
+    /// Only these groups: drafts, fanout, floor, large, sync, bundle (repeatable; default all).
     #[arg(long)]
     only: Vec<String>,
     /// Extra `pfa-sync serve` flags, e.g. `--server-arg=--ws-outbox-capacity=512`.
@@ -225,6 +229,31 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             ));
             lost_any |= any_lost(&rows_lost(&runs));
             pool.stop().await;
+        }
+    }
+
+    if wants("floor") {
+        // The size and rate of the 1,000-subscriber steady row, without the server. (Both
+        // ends of 10,000 sockets in one process would pass this machine's hard limit of
+        // 20,000 open files.)
+        {
+            let (sockets, rate) = (sizes.fanout[1], sizes.steady_rate);
+            eprintln!("kernel floor, {sockets} sockets …");
+            let f = floor::measure(sockets, rate, 5, FLOOR_PAYLOAD, ticks).await?;
+            rows.push(Row::new(
+                format!(
+                    "kernel floor: one `write` of a {}-byte frame to each of {} loopback sockets, {rate}/s × 5 s",
+                    f.frame_len,
+                    thousands(f.sockets as f64)
+                ),
+                format!(
+                    "writer thread **{:.2} ms CPU/1k** writes ({} writes) · a round (every socket written once) p50 {:.2} ms · p99 {:.2} ms",
+                    f.cpu_per_1k_ms,
+                    thousands(f.writes as f64),
+                    f.round_p50_ms,
+                    f.round_p99_ms
+                ),
+            ));
         }
     }
 

@@ -120,7 +120,17 @@ pub fn clock_ticks() -> u64 {
 
 /// User + system CPU time of a process so far.
 pub fn cpu_time(pid: u32, ticks: u64) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_time(&format!("/proc/{pid}/stat"), ticks)
+}
+
+/// User + system CPU time of the calling thread so far.
+pub fn thread_cpu_time(ticks: u64) -> Duration {
+    stat_cpu_time("/proc/thread-self/stat", ticks)
+}
+
+/// User + system CPU time from a `stat` file of /proc.
+fn stat_cpu_time(path: &str, ticks: u64) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
