@@ -198,20 +198,10 @@ pub async fn run(
     let mut running: HashSet<i64> = HashSet::new();
     // Only a command changes the stored status, and it wakes the runner: read it then.
     let mut status = job.status;
-    let mut status_stale = false;
     let mut last_progress = Instant::now() - settings.progress_interval;
     let mut progress_due = false;
 
     loop {
-        if status_stale {
-            status = store
-                .job(org, job_id)
-                .await?
-                .map(|j| j.status)
-                .unwrap_or(JobStatus::Cancelled);
-            context.sending.store(is_active(status), Ordering::Relaxed);
-            status_stale = false;
-        }
         let now = Instant::now();
         let mut i = 0;
         while i < delayed.len() {
@@ -319,7 +309,12 @@ pub async fn run(
             }
             _ = wake.notified() => {
                 // A command: the status changed, a retry adds items back.
-                status_stale = true;
+                status = store
+                    .job(org, job_id)
+                    .await?
+                    .map(|j| j.status)
+                    .unwrap_or(JobStatus::Cancelled);
+                context.sending.store(is_active(status), Ordering::Relaxed);
                 let items = store.items(job_id).await?;
                 let settled = items.iter().filter(|i| !running.contains(&i.id));
                 counts = counts_of(settled, items.len() as i64, counts.retries);
