@@ -145,14 +145,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let started = json!(started).to_string();
-        if started != "[]" {
+        let started_json = json!(started).to_string();
+        if !started.is_empty() {
             sqlx::query(
                 "UPDATE sync_queue SET status = 'in_flight', attempts = attempts + 1, updated_at = ?1
                  WHERE id IN (SELECT value FROM json_each(?2))",
             )
             .bind(&now)
-            .bind(&started)
+            .bind(&started_json)
             .execute(&mut *tx)
             .await?;
         }
@@ -183,13 +183,13 @@ impl Store {
                 .await?;
         }
         let mut records = HashMap::new();
-        if started != "[]" {
+        if !started.is_empty() {
             let rows: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT q.id, r.data FROM sync_queue q
                  JOIN pfa_records r ON r.org_id = q.org_id AND r.pfa_id = q.pfa_id
                  WHERE q.id IN (SELECT value FROM json_each(?))",
             )
-            .bind(&started)
+            .bind(&started_json)
             .fetch_all(&mut *tx)
             .await?;
             for (id, data) in rows {
