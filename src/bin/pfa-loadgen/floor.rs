@@ -6,7 +6,7 @@
 //! the server's does; so a server that writes each event to each socket once cannot cost less
 //! per delivery than this, and its latency at this rate cannot be less than a round here.
 
-use crate::procs;
+use crate::{histogram::Histogram, procs};
 use std::{
     io::Write,
     net::{TcpListener, TcpStream},
@@ -76,7 +76,7 @@ pub async fn measure(
     let frame_len = frame.len();
     let rounds = u64::from(rate) * secs;
     let writer = std::thread::spawn(move || write_rounds(writers, &frame, rate, rounds, ticks));
-    let (cpu, mut round_times) = tokio::task::spawn_blocking(move || writer.join())
+    let (cpu, round_times) = tokio::task::spawn_blocking(move || writer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the floor writer panicked"))??;
     let expected = rounds * frame_len as u64;
@@ -87,19 +87,19 @@ pub async fn measure(
             "a floor reader got {got} of {expected} bytes"
         );
     }
-    round_times.sort();
-    let quantile = |q: f64| {
-        let i = ((round_times.len() as f64 * q) as usize).min(round_times.len() - 1);
-        round_times[i].as_secs_f64() * 1000.0
-    };
+    let rounds_us = Histogram::new();
+    for took in &round_times {
+        rounds_us.record(took.as_micros() as u64);
+    }
+    let round = rounds_us.summary();
     let writes = rounds * sockets as u64;
     Ok(Floor {
         sockets,
         frame_len,
         writes,
         cpu_per_1k_ms: cpu.as_secs_f64() * 1000.0 / (writes as f64 / 1000.0),
-        round_p50_ms: quantile(0.5),
-        round_p99_ms: quantile(0.99),
+        round_p50_ms: round.p50_us as f64 / 1000.0,
+        round_p99_ms: round.p99_us as f64 / 1000.0,
     })
 }
 
