@@ -19,12 +19,15 @@ useServer();
 //
 // All figures are printed and attached to the report, with the load average. What is
 // asserted on the release build is what holds on a loaded, shared 2-CPU machine: no task
-// blocks the page for a quarter of a second, the grid's own work per scrolled frame fits in a
-// frame, and the burst leaves most frames on time and needs less than a frame of CPU in nine
-// frames out of ten (two frames in 99 out of 100). The full budget (every frame interval 16.7 ms) is not met by the scroll
-// here: scrolling 400 px per frame brings about 11 new rows into view each frame, which costs
-// 12-19 ms of main-thread CPU per frame on that machine, four fifths of it Chrome's style,
-// layout and paint of those rows (the grid's own script is 2-3 ms).
+// blocks the page for a quarter of a second, the main thread's work fits in a frame in at
+// least half the scrolled frames and the grid's own work in 99 of 100, and the burst leaves
+// most frames on time and needs less than a frame of CPU in nine frames out of ten (two frames
+// in 99 out of 100). Scrolling 400 px per frame brings about 11 new rows into view each frame;
+// on a quiet machine that costs 8-10 ms of main-thread CPU per frame (p50; p99 16-17), most of
+// it Chrome's style, layout and paint of those rows, and the frames come on time (p50 16.7 ms)
+// with a few late ones (p99 33 ms): the compositor and the rasterisation of the new rows share
+// the two CPUs with the main thread. Every row is its own layout and paint boundary; with
+// table layout the same scroll took 11-13 ms per frame.
 
 /** One animation frame at 60 Hz, and the jitter allowed on a frame interval. */
 const FRAME_MS = 1000 / 60;
@@ -193,6 +196,9 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
   if (process.env.E2E_BUILD === 'release') {
     expect(scroll.maxLongTask, 'longest task while scrolling (ms)').toBeLessThan(250);
     expect(burst.maxLongTask, 'longest task during the burst (ms)').toBeLessThan(250);
+    // Half the scrolled frames need less than a frame of main-thread CPU, the browser's share
+    // (style, layout and paint of the rows that came into view) included.
+    expect(scroll.cpu.p50, 'main-thread CPU per scrolled frame, p50 (ms)').toBeLessThan(FRAME_MS);
     // The grid's own work (scroll handler and the rows it re-labels) fits in a frame, with
     // room to spare, in 99 frames out of 100.
     expect(scroll.scrollHandlerCpu.p99, 'grid script per scrolled frame, p99 (ms CPU)').toBeLessThan(FRAME_MS);

@@ -4,6 +4,8 @@
 //! the rows that came into view and moves them to the other end of the table; the other rows
 //! are not touched, not even by the reactive system (each slot has its own index signal, set
 //! only when its record changes). Spacers above and below give the table its full height.
+//! Every row is its own layout and paint boundary (style/main.css), so the browser lays out
+//! and paints only the rows that came into view, not the whole table.
 //!
 //! A row's text is computed once per change ([`row_view::RowView`]) and the row is one
 //! reactive view that writes to the DOM only what differs. Cells carry no event listeners:
@@ -134,17 +136,18 @@ pub fn RecordsGrid(
             data-testid="records-grid"
             on:scroll=move |ev| set_scroll_top.set(event_target::<HtmlElement>(&ev).scroll_top() as f64)
         >
-            <table class="grid">
-                <thead>
-                    <tr>
-                        <th scope="col">"PFA"</th>
-                        <th scope="col">"Category"</th>
-                        <th scope="col">"Source"</th>
-                        {EDITABLE.map(|(_, header, _)| view! { <th scope="col">{header}</th> })}
-                        <th scope="col">"Version"</th>
+            <table class="grid" role="table" aria-rowcount=move || total.get() + 1>
+                <thead role="rowgroup">
+                    <tr role="row" aria-rowindex="1">
+                        <th scope="col" role="columnheader" class="col-pfa">"PFA"</th>
+                        <th scope="col" role="columnheader" class="col-category">"Category"</th>
+                        <th scope="col" role="columnheader" class="col-source">"Source"</th>
+                        {EDITABLE.map(|(_, header, _)| view! { <th scope="col" role="columnheader" class="col-field">{header}</th> })}
+                        <th scope="col" role="columnheader" class="col-version">"Version"</th>
                     </tr>
                 </thead>
                 <tbody
+                    role="rowgroup"
                     node_ref=body
                     on:click=move |ev| on_click(&ev, grid)
                     on:keydown=move |ev| on_keydown(&ev, grid)
@@ -205,6 +208,8 @@ fn pooled_row(
         <tr
             node_ref=node
             data-testid="record-row"
+            role="row"
+            aria-rowindex=move || index.get().map(|i| i + 2)
             data-pfa=move || shown.with(|v| v.as_ref().map(|v| v.pfa_id.clone()))
             hidden=move || shown.with(Option::is_none)
         >
@@ -255,7 +260,7 @@ fn row_cells(
             EitherOf3::C(view! { <span class="cell-value">{value}</span> })
         };
         view! {
-            <td class=cell.map_or("cell", |c| c.class()) data-field=field.as_str()>
+            <td role="cell" class=cell.map_or("cell", |c| c.class()) data-field=field.as_str()>
                 {content}
                 {(!glyph.is_empty()).then(|| view! { <span class="cell-mark" aria-hidden="true">{glyph}</span> })}
                 {error.map(|e| view! { <span class="cell-error" role="alert" data-testid="cell-error">{e}</span> })}
@@ -263,11 +268,11 @@ fn row_cells(
         }
     });
     view! {
-        <th scope="row"><a href=history title="Version history">{text(|v| &v.pfa_id)}</a></th>
-        <td>{text(|v| &v.category)}</td>
-        <td>{text(|v| &v.source)}</td>
+        <th scope="row" role="rowheader" class="col-pfa"><a href=history title="Version history">{text(|v| &v.pfa_id)}</a></th>
+        <td role="cell" class="col-category">{text(|v| &v.category)}</td>
+        <td role="cell" class="col-source">{text(|v| &v.source)}</td>
         {cells}
-        <td>{text(|v| &v.version)}</td>
+        <td role="cell" class="col-version">{text(|v| &v.version)}</td>
     }
 }
 
