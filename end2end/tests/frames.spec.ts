@@ -36,6 +36,8 @@ const JITTER_MS = 1;
 type Spread = { p50: number; p90: number; p99: number; max: number };
 type Figures = {
   frames: number;
+  /** Frame intervals longer than one frame (and the jitter): frames that came late. */
+  late: number;
   p50: number;
   p99: number;
   max: number;
@@ -124,6 +126,7 @@ async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>): 
   const cpu = cpuPerFrame(events);
   return {
     frames: frames.length,
+    late: frames.filter((f) => f > FRAME_MS + JITTER_MS).length,
     p50: round(quantile(frames, 0.5)),
     p99: round(quantile(frames, 0.99)),
     max: round(frames[frames.length - 1] ?? 0),
