@@ -23,7 +23,7 @@ useServer();
 // least half the scrolled frames and the grid's own work in 99 of 100, and the burst leaves
 // most frames on time and needs less than a frame of CPU in nine frames out of ten (two frames
 // in 99 out of 100). Scrolling 400 px per frame brings about 11 new rows into view each frame;
-// on a quiet machine that costs 8-10 ms of main-thread CPU per frame (p50; p99 16-17), most of
+// on a quiet machine that costs 8-11 ms of main-thread CPU per frame (p50; p99 15-21), most of
 // it Chrome's style, layout and paint of those rows, and the frames come on time (p50 16.7 ms)
 // with a few late ones (p99 33 ms): the compositor and the rasterisation of the new rows share
 // the two CPUs with the main thread. Every row is its own layout and paint boundary; with
