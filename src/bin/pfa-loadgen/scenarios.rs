@@ -276,13 +276,61 @@ pub async fn sync_commit(
     })
 }
 
+/// Bytes of one file of the bundle: on disk, and as the server sends it compressed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes {
+    pub raw: u64,
+    pub gzip: u64,
+    pub brotli: u64,
+}
+
+impl std::ops::AddAssign for Sizes {
+    fn add_assign(&mut self, other: Self) {
+        self.raw += other.raw;
+        self.gzip += other.gzip;
+        self.brotli += other.brotli;
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Bundle {
-    pub wasm_raw: u64,
-    pub wasm_gzip: u64,
-    pub wasm_brotli: u64,
-    pub js_raw: u64,
-    pub js_gzip: u64,
+    /// The module every page loads and hydrates with (`pkg/<name>.wasm` beside `<name>.js`).
+    pub main: Sizes,
+    /// The lazy-route modules split off by `cargo leptos build --split`, loaded on demand.
+    pub chunks: Sizes,
+    pub chunk_count: usize,
+    /// Every JavaScript file of `pkg/` (the wasm-bindgen glue and the split loader).
+    pub js: Sizes,
+}
+
+/// The files of `pkg/`: the main wasm module is the one with a JavaScript file of the same
+/// name (wasm-bindgen's glue); any other wasm module is a lazy route's.
+#[derive(Debug, PartialEq)]
+struct PkgFiles {
+    main: String,
+    chunks: Vec<String>,
+    js: Vec<String>,
+}
+
+impl PkgFiles {
+    fn of(names: &[String]) -> Option<Self> {
+        let wasm = || names.iter().filter(|n| n.ends_with(".wasm"));
+        let main = wasm()
+            .find(|n| {
+                let glue = format!("{}.js", n.trim_end_matches(".wasm"));
+                names.contains(&glue)
+            })?
+            .clone();
+        let mut chunks: Vec<String> = wasm().filter(|n| **n != main).cloned().collect();
+        let mut js: Vec<String> = names
+            .iter()
+            .filter(|n| n.ends_with(".js"))
+            .cloned()
+            .collect();
+        chunks.sort();
+        js.sort();
+        Some(Self { main, chunks, js })
+    }
 }
 
 /// Sizes of the hydrate bundle in `site_root/pkg`: raw on disk, and as the server sends it
@@ -292,38 +340,80 @@ pub async fn bundle(api: &Api, site_root: &Path) -> anyhow::Result<Option<Bundle
     let Ok(entries) = std::fs::read_dir(&pkg) else {
         return Ok(None);
     };
-    let mut wasm = None;
-    let mut js = None;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".wasm") {
-            wasm = Some(name);
-        } else if name.ends_with(".js") {
-            js = Some(name);
-        }
-    }
-    let (Some(wasm), Some(js)) = (wasm, js) else {
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let Some(files) = PkgFiles::of(&names) else {
         return Ok(None);
     };
-    let served = |file: String, encoding: &'static str| {
+    let sizes = |file: String| {
         let api = api.clone();
+        let raw = std::fs::metadata(pkg.join(&file)).map(|m| m.len());
         async move {
-            let body = api
-                .client
-                .get(format!("{}/pkg/{file}", api.base))
-                .header("accept-encoding", encoding)
-                .send()
-                .await?
-                .bytes()
-                .await?;
-            anyhow::Ok(body.len() as u64)
+            let served = |encoding: &'static str| {
+                let (api, file) = (api.clone(), file.clone());
+                async move {
+                    let response = api
+                        .client
+                        .get(format!("{}/pkg/{file}", api.base))
+                        .header("accept-encoding", encoding)
+                        .send()
+                        .await?
+                        .error_for_status()?;
+                    anyhow::Ok(response.bytes().await?.len() as u64)
+                }
+            };
+            anyhow::Ok(Sizes {
+                raw: raw?,
+                gzip: served("gzip").await?,
+                brotli: served("br").await?,
+            })
         }
     };
-    Ok(Some(Bundle {
-        wasm_raw: std::fs::metadata(pkg.join(&wasm))?.len(),
-        wasm_gzip: served(wasm.clone(), "gzip").await?,
-        wasm_brotli: served(wasm, "br").await?,
-        js_raw: std::fs::metadata(pkg.join(&js))?.len(),
-        js_gzip: served(js, "gzip").await?,
-    }))
+    let mut bundle = Bundle {
+        main: sizes(files.main).await?,
+        chunk_count: files.chunks.len(),
+        ..Bundle::default()
+    };
+    for chunk in files.chunks {
+        bundle.chunks += sizes(chunk).await?;
+    }
+    for js in files.js {
+        bundle.js += sizes(js).await?;
+    }
+    Ok(Some(bundle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn the_main_module_is_the_one_with_glue_and_the_others_are_lazy_routes() {
+        let files = PkgFiles::of(&names(&[
+            "split_b.wasm",
+            "pfa-sync.js",
+            "__wasm_split_manifest.json",
+            "pfa-sync.wasm",
+            "split_a.wasm",
+            "__wasm_split.______________________.js",
+        ]))
+        .unwrap();
+        assert_eq!(files.main, "pfa-sync.wasm");
+        assert_eq!(files.chunks, ["split_a.wasm", "split_b.wasm"]);
+        assert_eq!(
+            files.js,
+            ["__wasm_split.______________________.js", "pfa-sync.js"]
+        );
+
+        let unsplit = PkgFiles::of(&names(&["pfa-sync.wasm", "pfa-sync.js"])).unwrap();
+        assert!(unsplit.chunks.is_empty());
+        assert_eq!(PkgFiles::of(&names(&["pfa-sync.wasm"])), None);
+        assert_eq!(PkgFiles::of(&[]), None);
+    }
 }
