@@ -21,10 +21,10 @@ help: ## Show this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 run: tools ## Serve the app on http://localhost:3000 (dev mode: SQLite, PEMS simulator, demo data)
-	PFA_SYNC_MODE=dev cargo leptos serve
+	PFA_SYNC_MODE=dev cargo leptos serve --split
 
 run-release: tools ## Same as run, with the optimised release build
-	PFA_SYNC_MODE=dev cargo leptos serve --release
+	PFA_SYNC_MODE=dev cargo leptos serve --release --split
 
 test: tools e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
 
@@ -34,11 +34,11 @@ test-rust: ## Rust unit tests and the black-box tests in tests/
 test-e2e: test-e2e-debug test-e2e-release ## Playwright against the debug and the release build
 
 test-e2e-debug: tools e2e-deps
-	cargo leptos build
+	cargo leptos build --split
 	cd end2end && E2E_BUILD=debug E2E_BIN="$(CARGO_TARGET_DIR)/debug/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
 
 test-e2e-release: tools e2e-deps
-	cargo leptos build --release
+	cargo leptos build --release --split
 	cd end2end && E2E_BUILD=release E2E_BIN="$(CARGO_TARGET_DIR)/release/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
 
 # Benchmarks run the release server and the PEMS simulator on loopback, driven by pfa-loadgen

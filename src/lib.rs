@@ -15,10 +15,12 @@ pub mod protocol;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// Entry point of the WebAssembly bundle: attaches the UI to the server-rendered HTML.
+/// Entry point of the WebAssembly bundle: attaches the UI to the server-rendered HTML. The
+/// hydration is asynchronous because some pages are lazy routes, split into their own wasm
+/// modules (`app::pages::lazy`): on such a page the module is fetched before hydration.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    leptos::mount::hydrate_lazy(app::App);
 }

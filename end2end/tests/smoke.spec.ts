@@ -1,4 +1,4 @@
-import { test, expect, waitForHydration } from './fixtures';
+import { test, expect, waitForHydration, signIn } from './fixtures';
 import { useServer } from './support/server';
 
 useServer();
@@ -28,6 +28,39 @@ test('the wasm bundle is served compressed', async ({ request }) => {
     expect(response.headers()['content-encoding']).toBe(encoding);
     expect(response.headers()['content-type']).toBe('application/wasm');
   }
+});
+
+test('the sync queue and the version timeline are lazy modules: the records page loads without them', async ({ page }) => {
+  const wasm: string[] = [];
+  page.on('requestfinished', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.endsWith('.wasm')) wasm.push(path);
+  });
+  const lazyModules = () => wasm.filter((path) => path !== '/pkg/pfa-sync.wasm');
+
+  // The records page hydrates with the main module alone.
+  await signIn(page, 'planner');
+  wasm.length = 0;
+  await page.goto('/orgs/org-rio');
+  await waitForHydration(page);
+  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
+  expect(wasm).toEqual(['/pkg/pfa-sync.wasm']);
+
+  // Following a link to the sync queue fetches its module, then the page works (live socket).
+  await page.getByRole('link', { name: 'Sync queue' }).click();
+  await expect(page).toHaveURL(/\/orgs\/org-rio\/jobs$/);
+  await expect(page.getByTestId('jobs-live')).toHaveAttribute('data-connected', 'true');
+  await expect.poll(() => lazyModules().length).toBeGreaterThan(0);
+  const afterJobs = lazyModules().length;
+
+  // A direct load of a record's version timeline hydrates only once its module is in.
+  wasm.length = 0;
+  await page.goto('/orgs/org-rio/records/PFA-00001');
+  await waitForHydration(page);
+  expect(wasm[0]).toBe('/pkg/pfa-sync.wasm');
+  expect(lazyModules().length).toBeGreaterThan(0);
+  await expect(page.getByTestId('version').first()).toBeVisible();
+  expect(afterJobs).toBeGreaterThan(0);
 });
 
 test('unknown pages render a 404 page', async ({ page, consoleErrors }) => {

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    ParamSegment, StaticSegment,
+    Lazy, ParamSegment, StaticSegment,
 };
 
 /// The HTML document around the app, rendered only on the server.
@@ -65,8 +65,8 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("login") view=pages::login::LoginPage />
                         <Route path=StaticSegment("orgs") view=pages::orgs::OrgsPage />
                         <Route path=(StaticSegment("orgs"), ParamSegment("org")) view=pages::org::OrgPage />
-                        <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("jobs")) view=pages::jobs::JobsPage />
-                        <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("records"), ParamSegment("pfa")) view=pages::record_history::RecordHistoryPage />
+                        <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("jobs")) view={Lazy::<pages::lazy::JobsRoute>::new()} />
+                        <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("records"), ParamSegment("pfa")) view={Lazy::<pages::lazy::RecordHistoryRoute>::new()} />
                     </Routes>
                 </main>
             </Router>

@@ -2,6 +2,7 @@
 
 pub mod home;
 pub mod jobs;
+pub mod lazy;
 pub mod login;
 pub mod not_found;
 pub mod org;
