@@ -53,11 +53,12 @@ test('the sync queue and the version timeline are lazy modules: the records page
   await expect.poll(() => lazyModules().length).toBeGreaterThan(0);
   const afterJobs = lazyModules().length;
 
-  // A direct load of a record's version timeline hydrates only once its module is in.
+  // A direct load of a record's version timeline hydrates only once its module is in (the
+  // server names it in the page, so it is fetched beside the main module, not after it).
   wasm.length = 0;
   await page.goto('/orgs/org-rio/records/PFA-00001');
   await waitForHydration(page);
-  expect(wasm[0]).toBe('/pkg/pfa-sync.wasm');
+  expect(wasm).toContain('/pkg/pfa-sync.wasm');
   expect(lazyModules().length).toBeGreaterThan(0);
   await expect(page.getByTestId('version').first()).toBeVisible();
   expect(afterJobs).toBeGreaterThan(0);
