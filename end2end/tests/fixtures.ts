@@ -40,13 +40,13 @@ export function cell(page: import('@playwright/test').Page, pfa: string, field: 
 
 /**
  * Types a value into a grid cell and confirms it, as a planner does (the edit is then pending).
- * A cell shows its value as text; a click opens its editor (Enter or F2 do the same) and Enter
+ * A cell shows its value as text; a click opens its editor (Enter, F2 or Space do the same) and Enter
  * closes it (Tab would move between the parts of a date).
  */
 export async function editCell(page: import('@playwright/test').Page, pfa: string, field: string, value: string) {
   const target = cell(page, pfa, field);
   const input = target.locator('input');
-  if ((await input.count()) === 0) await target.locator('.cell-value').click();
+  if ((await input.count()) === 0) await target.click();
   await input.fill(value);
   await input.press('Enter');
 }
@@ -55,7 +55,9 @@ export async function editCell(page: import('@playwright/test').Page, pfa: strin
 export async function expectCellValue(page: import('@playwright/test').Page, pfa: string, field: string, value: string) {
   const shown = (td: Element) => {
     const input = td.querySelector('input');
-    return input ? input.value : td.querySelector('.cell-value')?.textContent ?? null;
+    // The cell's own text: its marks and messages are elements of their own.
+    const text = [...td.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join('');
+    return input ? input.value : text;
   };
   await expect.poll(() => cell(page, pfa, field).evaluate(shown, undefined, { timeout: 1_000 }).catch(() => null)).toBe(value);
 }

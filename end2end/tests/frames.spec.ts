@@ -2,6 +2,8 @@ import { test, expect, signIn } from './fixtures';
 import { useServer } from './support/server';
 import type { CDPSession, Page } from '@playwright/test';
 import { cpus, loadavg } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 useServer();
 
@@ -23,11 +25,15 @@ useServer();
 // least half the scrolled frames and the grid's own work in 99 of 100, and the burst leaves
 // most frames on time and needs less than a frame of CPU in nine frames out of ten (two frames
 // in 99 out of 100). Scrolling 400 px per frame brings about 11 new rows into view each frame;
-// on a quiet machine that costs 8-11 ms of main-thread CPU per frame (p50; p99 15-21), most of
-// it Chrome's style, layout and paint of those rows, and the frames come on time (p50 16.7 ms)
-// with a few late ones (p99 33 ms): the compositor and the rasterisation of the new rows share
-// the two CPUs with the main thread. Every row is its own layout and paint boundary; with
-// table layout the same scroll took 11-13 ms per frame.
+// most of what that costs is Chrome's style, layout and paint of those rows, which grows with
+// their elements, and the frames mostly come on time (p50 16.7 ms) with late ones (p99 33-50
+// ms): the compositor and the rasterisation of the new rows share the two CPUs with the main
+// thread. Every row is its own layout and paint boundary (with table layout the same scroll
+// took 11-13 ms per frame on an Intel machine), and has twelve elements: with a button in
+// each editable cell (18) it cost 19-21 ms p50 on an AMD EPYC machine, without them 11-16.
+//
+// E2E_TRACE_DIR=<folder> writes the scroll's Chrome trace there (scroll.json), which the
+// DevTools Performance panel opens.
 
 /** One animation frame at 60 Hz, and the jitter allowed on a frame interval. */
 const FRAME_MS = 1000 / 60;
@@ -93,7 +99,7 @@ function cpuPerFrame(events: TraceEvent[]): { all: number[]; scrollHandler: numb
 }
 
 /** Runs `body` and measures frame intervals, long tasks and main-thread CPU per frame. */
-async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>): Promise<Figures> {
+async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>, dump?: string): Promise<Figures> {
   const events: TraceEvent[] = [];
   const collect = (e: { value: object[] }) => events.push(...(e.value as TraceEvent[]));
   cdp.on('Tracing.dataCollected', collect);
@@ -122,6 +128,7 @@ async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>): 
   await cdp.send('Tracing.end');
   await ended;
   cdp.off('Tracing.dataCollected', collect);
+  if (dump && process.env.E2E_TRACE_DIR) writeFileSync(join(process.env.E2E_TRACE_DIR, `${dump}.json`), JSON.stringify(events));
   const frames = wall.frames.sort((a, b) => a - b);
   const cpu = cpuPerFrame(events);
   return {
@@ -153,7 +160,7 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
         await new Promise((r) => requestAnimationFrame(r));
       }
     });
-  });
+  }, 'scroll');
   await expect(page.locator('[data-testid=record-row][data-pfa="PFA-02000"]')).toBeVisible();
 
   let publishMs = 0;

@@ -12,7 +12,9 @@ test('a viewer has no save or commit controls, and crafted requests are refused'
   await expect(page.getByTestId('save-draft')).toHaveCount(0);
   await expect(page.getByTestId('commit')).toHaveCount(0);
   await expect(page.getByTestId('discard')).toHaveCount(0);
-  // Cells are plain text for a viewer: no button to open an editor, no input.
+  // Cells are plain text for a viewer: they take no focus (an editor's open with a key) and
+  // hold no input.
+  await expect(cell(page, 'PFA-00001', 'notes')).not.toHaveAttribute('tabindex');
   await expect(cell(page, 'PFA-00001', 'notes').locator('input, button')).toHaveCount(0);
   await expect(cell(page, 'PFA-00001', 'notes')).not.toBeEmpty();
 

@@ -10,9 +10,11 @@
 //! A row's text is computed once per change ([`row_view::RowView`]) and the row is one
 //! reactive view that writes to the DOM only what differs. Cells carry no event listeners:
 //! clicks, keys, changes and focus of every cell are handled once on the table body. Cells
-//! show their value as text (a button for editors) and mount an input only while being
-//! edited (click, Enter or F2; Enter keeps, Escape reverts). A cell with an unsaved edit, a
-//! saved draft, or a validation error is marked (with text, not only colour).
+//! show their value as text, in the cell itself (an editor's cells take the focus), and mount
+//! an input only while being edited (click, Enter, F2 or Space; Enter keeps, Escape reverts).
+//! A cell with an unsaved edit, a saved draft, or a validation error is marked (with text, not
+//! only colour). A row is kept to as few elements as its content needs (twelve): the browser's
+//! style, layout and paint of the rows that scroll into view grow with them.
 
 mod pool;
 mod row_view;
@@ -22,7 +24,7 @@ use crate::{
     domain::pfa::EditableField,
 };
 use leptos::{
-    either::EitherOf3,
+    either::Either,
     html,
     prelude::*,
     wasm_bindgen::JsCast,
@@ -52,8 +54,8 @@ pub fn window_range(scroll_top: f64, total: usize) -> (usize, usize) {
     (start, end)
 }
 
-/// What opens a cell's editor: its value, shown as a button to editors.
-const EDIT_TARGET: &str = "button.cell-value";
+/// A cell whose editor a click or a key opens: an editor's cells take the focus.
+const EDIT_TARGET: &str = "td[data-field][tabindex]";
 
 /// The cell whose editor is open: record and field.
 type Editing = Option<(String, EditableField)>;
@@ -241,26 +243,24 @@ fn row_cells(
         let glyph = cell.map_or("", |c| c.glyph());
         let error = cell.and_then(|c| c.error.clone());
         let content = if editing == Some(field) {
-            EitherOf3::A(view! {
+            Either::Left(view! {
                 <input
                     type=kind
                     step=(kind == "number").then_some("0.01")
-                    aria-label=format!("{header} of {pfa_id}: ")
+                    aria-label=format!("{header} of {pfa_id}")
                     value=value
                 />
             })
-        } else if editable {
-            let label = format!("{header} of {pfa_id}: {value}");
-            EitherOf3::B(view! {
-                <button type="button" class="cell-value" aria-label=label>
-                    {value}
-                </button>
-            })
         } else {
-            EitherOf3::C(view! { <span class="cell-value">{value}</span> })
+            Either::Right(value)
         };
         view! {
-            <td role="cell" class=cell.map_or("cell", |c| c.class()) data-field=field.as_str()>
+            <td
+                role="cell"
+                class=cell.map_or("cell", |c| c.class())
+                data-field=field.as_str()
+                tabindex=editable.then_some("0")
+            >
                 {content}
                 {(!glyph.is_empty()).then(|| view! { <span class="cell-mark" aria-hidden="true">{glyph}</span> })}
                 {error.map(|e| view! { <span class="cell-error" role="alert" data-testid="cell-error">{e}</span> })}
@@ -292,7 +292,11 @@ fn event_cell(ev: &leptos::web_sys::Event) -> Option<(Element, String, EditableF
 /// Opens a cell's editor and puts the focus in it once it is rendered.
 fn open_editor(grid: Grid, pfa_id: String, field: EditableField, cell: Element) {
     grid.editing.set(Some((pfa_id, field)));
-    request_animation_frame(move || focus_in(&cell, "input"));
+    request_animation_frame(move || {
+        if let Ok(Some(input)) = cell.query_selector("input") {
+            focus(&input);
+        }
+    });
 }
 
 /// Closes the editor of this cell, if it is the one open.
@@ -305,14 +309,9 @@ fn close_editor(grid: Grid, pfa_id: &str, field: EditableField) {
     }
 }
 
-fn focus_in(cell: &Element, selector: &str) {
-    if let Some(el) = cell
-        .query_selector(selector)
-        .ok()
-        .flatten()
-        .and_then(|el| el.dyn_into::<HtmlElement>().ok())
-    {
-        let _ = el.focus();
+fn focus(element: &Element) {
+    if let Some(element) = element.dyn_ref::<HtmlElement>() {
+        let _ = element.focus();
     }
 }
 
@@ -333,12 +332,15 @@ fn on_click(ev: &leptos::ev::MouseEvent, grid: Grid) {
     let Some((target, pfa_id, field, cell)) = event_cell(ev) else {
         return;
     };
-    if grid.editable.get_untracked() && target.matches(EDIT_TARGET).unwrap_or(false) {
+    if grid.editable.get_untracked()
+        && cell.matches(EDIT_TARGET).unwrap_or(false)
+        && !target.is_instance_of::<HtmlInputElement>()
+    {
         open_editor(grid, pfa_id, field, cell);
     }
 }
 
-/// On a cell, Enter or F2 opens its editor (a click or Space too, as on any button). In the
+/// On a cell, Enter, F2 or Space opens its editor (a click too). In the
 /// editor, Enter keeps the typed value and Escape puts the old one back; both end editing and
 /// return the focus to the cell so that the keyboard can move on.
 fn on_keydown(ev: &leptos::ev::KeyboardEvent, grid: Grid) {
@@ -357,8 +359,8 @@ fn on_keydown(ev: &leptos::ev::KeyboardEvent, grid: Grid) {
             input.set_value(&input.default_value());
         }
         close_editor(grid, &pfa_id, field);
-        request_animation_frame(move || focus_in(&cell, ".cell-value"));
-    } else if matches!(key.as_str(), "Enter" | "F2")
+        request_animation_frame(move || focus(&cell));
+    } else if matches!(key.as_str(), "Enter" | "F2" | " ")
         && grid.editable.get_untracked()
         && target.matches(EDIT_TARGET).unwrap_or(false)
     {
