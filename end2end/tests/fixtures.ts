@@ -51,15 +51,19 @@ export async function editCell(page: import('@playwright/test').Page, pfa: strin
   await input.press('Enter');
 }
 
+/**
+ * What a grid cell shows, run in the page (`cell(...).evaluate(shownValue)`): its editor's value
+ * while it is open, else the cell's own text (its marks and messages are elements of their own).
+ */
+export function shownValue(td: Element): string {
+  const input = td.querySelector('input');
+  if (input) return input.value;
+  return [...td.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join('');
+}
+
 /** Waits until a grid cell shows `value` (its text, or its editor's value while it is open). */
 export async function expectCellValue(page: import('@playwright/test').Page, pfa: string, field: string, value: string) {
-  const shown = (td: Element) => {
-    const input = td.querySelector('input');
-    // The cell's own text: its marks and messages are elements of their own.
-    const text = [...td.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join('');
-    return input ? input.value : text;
-  };
-  await expect.poll(() => cell(page, pfa, field).evaluate(shown, undefined, { timeout: 1_000 }).catch(() => null)).toBe(value);
+  await expect.poll(() => cell(page, pfa, field).evaluate(shownValue, undefined, { timeout: 1_000 }).catch(() => null)).toBe(value);
 }
 
 /** An API client signed in as a demo user, apart from any page's session. */
