@@ -34,9 +34,11 @@ use pool::{reorder, slot_row, slots_in_order};
 use row_view::{parse_input, RowView, EDITABLE};
 
 /// Pixel height of a row (must match `.grid tr` in the CSS).
-pub const ROW_HEIGHT: f64 = 36.0;
+const ROW_PX: usize = 36;
+pub const ROW_HEIGHT: f64 = ROW_PX as f64;
 /// Pixel height of the scrolling area.
-pub const VIEW_HEIGHT: f64 = 560.0;
+const VIEW_PX: usize = 560;
+pub const VIEW_HEIGHT: f64 = VIEW_PX as f64;
 /// Rows rendered above and below the visible ones.
 const OVERSCAN: usize = 8;
 /// Rows that fit in the scrolling area, counting a partly visible one at each edge.
@@ -87,13 +89,9 @@ pub fn RecordsGrid(
         editing: RwSignal::new(None),
         org,
     };
-    let top_pad = move || format!("height: {}px", range.get().0 as f64 * ROW_HEIGHT);
-    let bottom_pad = move || {
-        format!(
-            "height: {}px",
-            (total.get() - range.get().1) as f64 * ROW_HEIGHT
-        )
-    };
+    // Whole pixels, formatted as integers (no float formatting in the wasm).
+    let top_pad = move || format!("height: {}px", range.get().0 * ROW_PX);
+    let bottom_pad = move || format!("height: {}px", (total.get() - range.get().1) * ROW_PX);
 
     // The record each slot shows; a scroll sets only the slots whose record changed.
     let window = range.get_untracked();
@@ -134,7 +132,7 @@ pub fn RecordsGrid(
     view! {
         <div
             class="grid-scroll"
-            style=format!("height: {VIEW_HEIGHT}px")
+            style=format!("height: {VIEW_PX}px")
             data-testid="records-grid"
             on:scroll=move |ev| set_scroll_top.set(event_target::<HtmlElement>(&ev).scroll_top() as f64)
         >

@@ -195,6 +195,13 @@ fn now_ms() -> f64 {
     }
 }
 
+/// Milliseconds with two decimals (`12.34`), as the card's `[Performance]` line shows them,
+/// written with integer formatting so that no float formatting is in the wasm.
+fn two_decimals(ms: f64) -> String {
+    let hundredths = (ms.max(0.0) * 100.0).round() as u64;
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
 impl DraftManagement {
     pub fn edit(&self, record: &PfaRecord, field: EditableField, value: Value) {
         self.pending.update(|p| p.set(record, field, value));
@@ -219,7 +226,10 @@ impl DraftManagement {
         leptos::task::spawn_local(async move {
             match records::save_drafts(&org, &backup.to_inputs()).await {
                 Ok(_) => {
-                    leptos::logging::log!("[Performance] Saved in {:.2}ms", now_ms() - started);
+                    leptos::logging::log!(
+                        "[Performance] Saved in {}ms",
+                        two_decimals(now_ms() - started)
+                    );
                     changed.run(());
                 }
                 Err(error) => {
@@ -268,6 +278,15 @@ mod tests {
 
     fn record() -> PfaRecord {
         crate::domain::demo_data::demo_records("org-rio", 1).remove(0)
+    }
+
+    #[test]
+    fn save_times_show_two_decimals() {
+        assert_eq!(two_decimals(0.0), "0.00");
+        assert_eq!(two_decimals(3.14159), "3.14");
+        assert_eq!(two_decimals(12.005), "12.01");
+        assert_eq!(two_decimals(100.1), "100.10");
+        assert_eq!(two_decimals(-1.0), "0.00");
     }
 
     #[test]
