@@ -40,11 +40,17 @@ pub struct PfaRecord {
     pub dor: Dor,
     pub monthly_rate: Option<f64>,
     pub purchase_price: Option<f64>,
+    #[serde(with = "super::date")]
     pub original_start: NaiveDate,
+    #[serde(with = "super::date")]
     pub original_end: NaiveDate,
+    #[serde(with = "super::date")]
     pub forecast_start: NaiveDate,
+    #[serde(with = "super::date")]
     pub forecast_end: NaiveDate,
+    #[serde(with = "super::date::option")]
     pub actual_start: Option<NaiveDate>,
+    #[serde(with = "super::date::option")]
     pub actual_end: Option<NaiveDate>,
     pub is_actualized: bool,
     pub is_discontinued: bool,
@@ -53,6 +59,7 @@ pub struct PfaRecord {
     pub has_actuals: bool,
     pub notes: String,
     pub version: i64,
+    #[serde(with = "crate::protocol::timestamp::option")]
     pub last_synced_at: Option<DateTime<Utc>>,
 }
 
@@ -125,11 +132,8 @@ const MAX_MONEY: f64 = 1.0e12;
 fn parse_value(field: EditableField, value: &Value) -> Result<Value, String> {
     use EditableField as F;
     match field {
-        F::ForecastStart | F::ForecastEnd => match value
-            .as_str()
-            .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d"))
-        {
-            Some(Ok(d)) => Ok(Value::String(d.format("%Y-%m-%d").to_string())),
+        F::ForecastStart | F::ForecastEnd => match value.as_str().and_then(super::date::parse) {
+            Some(d) => Ok(Value::String(super::date::format(d))),
             _ => Err("must be a date YYYY-MM-DD".into()),
         },
         F::ForecastCategory | F::Category | F::Equipment => match value.as_str().map(str::trim) {
@@ -266,7 +270,7 @@ impl PfaRecord {
     /// The current value of an editable field, in the delta's JSON form.
     pub fn get(&self, field: EditableField) -> Value {
         use EditableField as F;
-        let date = |d: NaiveDate| Value::String(d.format("%Y-%m-%d").to_string());
+        let date = |d: NaiveDate| Value::String(super::date::format(d));
         match field {
             F::ForecastStart => date(self.forecast_start),
             F::ForecastEnd => date(self.forecast_end),
@@ -289,8 +293,8 @@ impl PfaRecord {
         let value = parse_value(field, value)?;
         let text = || value.as_str().unwrap_or_default().to_owned();
         let date = || {
-            NaiveDate::parse_from_str(value.as_str().unwrap_or_default(), "%Y-%m-%d")
-                .map_err(|e| e.to_string())
+            super::date::parse(value.as_str().unwrap_or_default())
+                .ok_or_else(|| "must be a date YYYY-MM-DD".to_owned())
         };
         match field {
             F::ForecastStart => self.forecast_start = date()?,
@@ -333,7 +337,7 @@ pub(crate) mod tests {
     use serde_json::json;
 
     pub fn sample() -> PfaRecord {
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let d = |s: &str| crate::domain::date::parse(s).unwrap();
         PfaRecord {
             pfa_id: "PFA-001".into(),
             organization_id: "org-rio".into(),

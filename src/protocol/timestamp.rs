@@ -1,8 +1,10 @@
 //! Timestamps on the wire: RFC 3339 in UTC with microseconds (`2025-11-28T10:00:00.000000Z`).
-//! Any RFC 3339 form is accepted on input.
+//! Any RFC 3339 form is accepted on input. Every timestamp the browser reads goes through here
+//! (`#[serde(with = ...)]`) rather than chrono's own serde, whose general date parser would
+//! otherwise be part of the wasm.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{de, Deserialize, Deserializer, Serializer};
 
 pub fn format(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -17,8 +19,45 @@ pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let raw = String::deserialize(d)?;
-    parse(&raw).map_err(serde::de::Error::custom)
+    d.deserialize_str(TimestampVisitor)
+}
+
+struct TimestampVisitor;
+
+impl de::Visitor<'_> for TimestampVisitor {
+    type Value = DateTime<Utc>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an RFC 3339 timestamp")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        parse(v).map_err(E::custom)
+    }
+}
+
+/// `#[serde(with = "crate::protocol::timestamp::option")]`: `null` or a timestamp.
+pub mod option {
+    use super::*;
+
+    struct Timestamp(DateTime<Utc>);
+
+    impl<'de> Deserialize<'de> for Timestamp {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::deserialize(d).map(Timestamp)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Ok(Option::<Timestamp>::deserialize(d)?.map(|Timestamp(t)| t))
+    }
 }
 
 #[cfg(test)]
@@ -30,5 +69,33 @@ mod tests {
         let t = parse("2025-11-28T12:00:00.5+02:00").unwrap();
         assert_eq!(format(&t), "2025-11-28T10:00:00.500000Z");
         assert!(parse("28/11/2025").is_err());
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Stamps {
+        #[serde(with = "super")]
+        at: DateTime<Utc>,
+        #[serde(default, with = "super::option")]
+        done: Option<DateTime<Utc>>,
+    }
+
+    #[test]
+    fn serde_reads_any_rfc3339_and_null() {
+        let s: Stamps =
+            serde_json::from_str(r#"{"at":"2025-11-28T12:00:00+02:00","done":null}"#).unwrap();
+        assert_eq!(format(&s.at), "2025-11-28T10:00:00.000000Z");
+        assert_eq!(s.done, None);
+        let s: Stamps =
+            serde_json::from_value(serde_json::json!({"at": "2025-11-28T10:00:00Z"})).unwrap();
+        assert_eq!(s.done, None);
+        let s: Stamps = serde_json::from_str(
+            r#"{"at":"2025-11-28T10:00:00Z","done":"2025-11-28T10:00:01.5Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"at":"2025-11-28T10:00:00.000000Z","done":"2025-11-28T10:00:01.500000Z"}"#
+        );
+        assert!(serde_json::from_str::<Stamps>(r#"{"at":"yesterday"}"#).is_err());
     }
 }

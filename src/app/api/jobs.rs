@@ -27,10 +27,11 @@ pub struct Job {
     pub retries: u64,
     #[serde(default)]
     pub reason: Option<String>,
+    #[serde(with = "crate::protocol::timestamp")]
     pub created_at: DateTime<Utc>,
-    #[serde(default)]
+    #[serde(default, with = "crate::protocol::timestamp::option")]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, with = "crate::protocol::timestamp::option")]
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -77,6 +78,7 @@ pub struct Conflict {
     pub base_version: i64,
     pub remote_version: i64,
     pub status: String,
+    #[serde(with = "crate::protocol::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -120,6 +122,7 @@ pub struct Version {
     pub kind: String,
     #[serde(default)]
     pub job_id: Option<String>,
+    #[serde(with = "crate::protocol::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
