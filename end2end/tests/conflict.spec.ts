@@ -26,9 +26,18 @@ async function commitIntoConflict(page: Page, pfa: string, edits: Record<string,
 }
 
 test('a remote edit in PEMS opens the dialog; "Use mine" writes the planner\'s value over it', async ({ page }) => {
+  // The dialog's code is a lazy module: not fetched with the records page, fetched when a
+  // conflict opens.
+  const wasm: string[] = [];
+  page.on('requestfinished', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.endsWith('.wasm')) wasm.push(path);
+  });
   await openOrg(page, 'planner');
+  expect(wasm.filter((path) => path.includes('dialog'))).toEqual([]);
   const pfa = 'PFA-00021';
   const dialog = await commitIntoConflict(page, pfa, { notes: 'planner note' }, { notes: 'PEMS note' });
+  await expect.poll(() => wasm.filter((path) => /^\/pkg\/split_dialog_\w+\.wasm$/.test(path))).toHaveLength(1);
   const notes = dialog.locator('[data-testid=conflict-field][data-field=notes]');
   await expect(notes.getByTestId('conflict-mine')).toHaveText('planner note');
   await expect(notes.getByTestId('conflict-pems')).toHaveText('PEMS note');

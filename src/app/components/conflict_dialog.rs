@@ -15,6 +15,9 @@ enum Side {
     Pems,
 }
 
+/// The dialog's code is a lazy wasm module (`cargo leptos build --split`): the records page
+/// and the sync queue load and hydrate without it, and it is fetched the first time a conflict
+/// opens. It then stays mounted, shown whenever `conflict_id` is `Some`.
 #[component]
 pub fn ConflictDialog(
     org: Signal<String>,
@@ -24,6 +27,38 @@ pub fn ConflictDialog(
     #[prop(optional)]
     on_resolved: Option<Callback<ResolveAnswer>>,
 ) -> impl IntoView {
+    let wanted = Memo::new(move |was: Option<&bool>| {
+        was.copied().unwrap_or(false) || conflict_id.with(Option::is_some)
+    });
+    move || {
+        wanted.get().then(|| {
+            let props = DialogProps {
+                org,
+                conflict_id,
+                on_close,
+                on_resolved,
+            };
+            Suspend::new(async move { dialog(props).await })
+        })
+    }
+}
+
+/// What the lazy half of the dialog is given.
+struct DialogProps {
+    org: Signal<String>,
+    conflict_id: Signal<Option<String>>,
+    on_close: Callback<()>,
+    on_resolved: Option<Callback<ResolveAnswer>>,
+}
+
+#[lazy]
+fn dialog(props: DialogProps) -> AnyView {
+    let DialogProps {
+        org,
+        conflict_id,
+        on_close,
+        on_resolved,
+    } = props;
     let conflict = RwSignal::new(None::<Result<Conflict, String>>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
@@ -269,6 +304,7 @@ pub fn ConflictDialog(
             </div>
         </Show>
     }
+    .into_any()
 }
 
 /// Keeps Tab and Shift+Tab inside the dialog: from the last control to the first and back.
