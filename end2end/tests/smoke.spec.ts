@@ -30,7 +30,7 @@ test('the wasm bundle is served compressed', async ({ request }) => {
   }
 });
 
-test('the sync queue and the version timeline are lazy modules: the records page loads without them', async ({ page }) => {
+test('the other pages are lazy modules: the records page loads without them', async ({ page }) => {
   const wasm: string[] = [];
   page.on('requestfinished', (request) => {
     const path = new URL(request.url()).pathname;
@@ -38,8 +38,13 @@ test('the sync queue and the version timeline are lazy modules: the records page
   });
   const lazyModules = () => wasm.filter((path) => path !== '/pkg/pfa-sync.wasm');
 
-  // The records page hydrates with the main module alone.
+  // The sign-in page and the organization picker it leads to fetch their own modules.
   await signIn(page, 'planner');
+  await expect(page.getByTestId('me-username')).toHaveText('planner');
+  expect(wasm).toContain('/pkg/pfa-sync.wasm');
+  await expect.poll(() => lazyModules().filter((path) => /(login|orgs)_route/.test(path)).length).toBe(2);
+
+  // The records page hydrates with the main module alone.
   wasm.length = 0;
   await page.goto('/orgs/org-rio');
   await waitForHydration(page);

@@ -61,9 +61,9 @@ pub fn App() -> impl IntoView {
                 </header>
                 <main class="content">
                     <Routes fallback=pages::not_found::NotFound>
-                        <Route path=StaticSegment("") view=pages::home::HomePage />
-                        <Route path=StaticSegment("login") view=pages::login::LoginPage />
-                        <Route path=StaticSegment("orgs") view=pages::orgs::OrgsPage />
+                        <Route path=StaticSegment("") view={Lazy::<pages::lazy::HomeRoute>::new()} />
+                        <Route path=StaticSegment("login") view={Lazy::<pages::lazy::LoginRoute>::new()} />
+                        <Route path=StaticSegment("orgs") view={Lazy::<pages::lazy::OrgsRoute>::new()} />
                         <Route path=(StaticSegment("orgs"), ParamSegment("org")) view=pages::org::OrgPage />
                         <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("jobs")) view={Lazy::<pages::lazy::JobsRoute>::new()} />
                         <Route path=(StaticSegment("orgs"), ParamSegment("org"), StaticSegment("records"), ParamSegment("pfa")) view={Lazy::<pages::lazy::RecordHistoryRoute>::new()} />
