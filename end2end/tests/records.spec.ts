@@ -14,6 +14,10 @@ test('a planner edits a cell, the edit survives a reload, Save Draft is instant,
   const lines: string[] = [];
   page.on('console', (m) => lines.push(m.text()));
   await openOrg(page, 'planner');
+  // The same tabs as on the sync queue, this one marked as the current page.
+  await expect(page.getByTestId('tab-records')).toHaveAttribute('aria-current', 'page');
+  await expect(page.getByTestId('tab-records')).toHaveClass(/active/);
+  await expect(page.getByTestId('tab-jobs')).not.toHaveAttribute('aria-current', 'page');
   const notes = cell(page, 'PFA-00001', 'notes');
   await editCell(page, 'PFA-00001', 'notes', 'moved to area 2');
   await expect(notes).toHaveClass(/pending/);

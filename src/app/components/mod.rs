@@ -1,6 +1,7 @@
 //! Reusable UI pieces.
 
 pub mod conflict_dialog;
+pub mod org_tabs;
 pub mod records_grid;
 pub mod server_status;
 pub mod session_nav;

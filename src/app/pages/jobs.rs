@@ -12,7 +12,7 @@ use crate::{
                 Conflict, Job,
             },
         },
-        components::conflict_dialog::ConflictDialog,
+        components::{conflict_dialog::ConflictDialog, org_tabs::OrgTabs},
         hooks::sync_status::{use_sync_status_updates, UseSyncStatusOptions},
     },
     protocol::{
@@ -41,24 +41,6 @@ const STATUSES: [&str; 7] = [
 struct JobRow {
     id: String,
     job: ArcRwSignal<Job>,
-}
-
-/// "Records" / "Sync queue" links of an organization's pages.
-#[component]
-pub fn OrgTabs(org: Signal<String>, current: &'static str) -> impl IntoView {
-    let tab = move |name: &'static str, label: &'static str, href: String| {
-        view! {
-            <a href=href class="tab" class:active=current == name
-                aria-current=if current == name { Some("page") } else { None }
-                data-testid=format!("tab-{name}")>{label}</a>
-        }
-    };
-    view! {
-        <nav class="tabs" aria-label="Organization">
-            {move || tab("records", "Records", format!("/orgs/{}", org.get()))}
-            {move || tab("jobs", "Sync queue", format!("/orgs/{}/jobs", org.get()))}
-        </nav>
-    }
 }
 
 /// True when the signed-in user's role in `org` may send sync commands and resolve conflicts.

@@ -6,6 +6,7 @@ use crate::{
         api::{self, records::RecordFilter},
         components::{
             conflict_dialog::ConflictDialog,
+            org_tabs::OrgTabs,
             records_grid::RecordsGrid,
             status_banner::{BannerSummary, SyncStatusBanner},
             toasts::{provide_toasts, ToastHost},
@@ -252,10 +253,7 @@ pub fn OrgPage() -> impl IntoView {
 
     view! {
         <SyncStatusBanner status summary />
-        <nav class="tabs" aria-label="Organization">
-            <a href=move || format!("/orgs/{}", org.get()) aria-current="page">"Records"</a>
-            <a href=move || format!("/orgs/{}/jobs", org.get())>"Sync queue"</a>
-        </nav>
+        <OrgTabs org current="records" />
         <section class="card" data-testid="records">
             <div class="toolbar">
                 <input type="search" placeholder="Search PFA, equipment, model…" aria-label="Search records" data-testid="search"

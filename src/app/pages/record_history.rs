@@ -9,8 +9,8 @@ use crate::{
             self,
             jobs::{self, format_time, is_terminal, show_value, History, RollbackRequest, Version},
         },
+        components::org_tabs::OrgTabs,
         hooks::sync_status::{use_sync_status_updates, UseSyncStatusOptions},
-        pages::jobs::OrgTabs,
     },
     protocol::events::{SyncEvent, SyncEventType},
 };
