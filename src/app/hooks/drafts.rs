@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn save_times_show_two_decimals() {
         assert_eq!(two_decimals(0.0), "0.00");
-        assert_eq!(two_decimals(3.14159), "3.14");
+        assert_eq!(two_decimals(41.6666), "41.67");
         assert_eq!(two_decimals(12.005), "12.01");
         assert_eq!(two_decimals(100.1), "100.10");
         assert_eq!(two_decimals(-1.0), "0.00");
