@@ -373,8 +373,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 Row::new(
                     "hydrate bundle",
                     format!(
-                        "main wasm (every page) {} raw · **{} gzip** · {} brotli; {} lazy route \
-                         module(s) {} raw · {} gzip; JS {} raw · {} gzip",
+                        "main wasm (every page; all the records page needs) {} raw · **{} gzip** · \
+                         {} brotli; {} lazy module(s) (the other pages, the conflict dialog and \
+                         the chunks they share) {} raw · {} gzip; JS {} raw · {} gzip",
                         kib(b.main.raw as f64),
                         kib(b.main.gzip as f64),
                         kib(b.main.brotli as f64),

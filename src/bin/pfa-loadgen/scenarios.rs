@@ -296,7 +296,8 @@ impl std::ops::AddAssign for Sizes {
 pub struct Bundle {
     /// The module every page loads and hydrates with (`pkg/<name>.wasm` beside `<name>.js`).
     pub main: Sizes,
-    /// The lazy-route modules split off by `cargo leptos build --split`, loaded on demand.
+    /// The lazy modules split off by `cargo leptos build --split` (pages, the conflict
+    /// dialog, and the chunks they share), loaded on demand.
     pub chunks: Sizes,
     pub chunk_count: usize,
     /// Every JavaScript file of `pkg/` (the wasm-bindgen glue and the split loader).
@@ -304,7 +305,8 @@ pub struct Bundle {
 }
 
 /// The files of `pkg/`: the main wasm module is the one with a JavaScript file of the same
-/// name (wasm-bindgen's glue); any other wasm module is a lazy route's.
+/// name (wasm-bindgen's glue); any other wasm module is lazy (a route, a `#[lazy]` function,
+/// or a chunk they share).
 #[derive(Debug, PartialEq)]
 struct PkgFiles {
     main: String,
