@@ -1,8 +1,9 @@
 //! The pages that are lazy routes: each is its own wasm module (`cargo leptos build --split`),
 //! fetched the first time the page is shown, so that the records page, where planners spend
-//! their time, loads and hydrates without the code of the other pages: the start page, sign-in,
-//! the organization picker, the sync-queue dashboard and the version timeline. The pages read their parameters themselves, so a route has no data of
-//! its own to load beside its view.
+//! their time, loads and hydrates without the code of the other pages: the start page,
+//! sign-in, the organization picker, the sync-queue dashboard and the version timeline. The
+//! pages read their parameters themselves, so a route has no data of its own to load beside
+//! its view.
 
 use leptos::prelude::*;
 use leptos_router::{lazy_route, LazyRoute};
