@@ -8,7 +8,7 @@
 import { test } from '@playwright/test';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, WriteStream } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const BIN = process.env.E2E_BIN ?? resolve(__dirname, '../../../target/debug/pfa-sync');
@@ -56,6 +56,12 @@ export type ServerOptions = {
   pems?: Simulator;
   /** More `serve` flags, e.g. ['--pems-rate', '500']. */
   args?: string[];
+  /**
+   * Scheduling priority (nice, 0-19) of the server process: a spec that measures the page's
+   * frames runs the server below the browser, which on a real deployment it does not share
+   * a machine with.
+   */
+  nice?: number;
 };
 
 /** The app, one process at a time on a fixed port and database, so it can be restarted. */
@@ -91,6 +97,7 @@ export class AppServer {
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' };
     for (const k of Object.keys(env)) if (k.startsWith('PFA_SYNC_') || k.startsWith('LEPTOS_')) delete env[k];
     const child = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (this.options.nice !== undefined && child.pid !== undefined) setPriority(child.pid, this.options.nice);
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
