@@ -17,7 +17,11 @@ enum Side {
 
 /// The dialog's code is a lazy wasm module (`cargo leptos build --split`): the records page
 /// and the sync queue load and hydrate without it, and it is fetched the first time a conflict
-/// opens. It then stays mounted, shown whenever `conflict_id` is `Some`.
+/// opens. It then stays mounted, shown whenever `conflict_id` is `Some`. If the module cannot
+/// be fetched (the network is gone at that moment), a small dialog says so and offers a reload:
+/// the split loader keeps a failed fetch for the life of the page, so only a reload fetches it
+/// again. Nothing is lost by it: unsaved edits are in local storage, and the conflict stays
+/// open in the sync queue until it is resolved.
 #[component]
 pub fn ConflictDialog(
     org: Signal<String>,
@@ -38,9 +42,66 @@ pub fn ConflictDialog(
                 on_close,
                 on_resolved,
             };
-            Suspend::new(async move { dialog(props).await })
+            Suspend::new(async move {
+                match dialog(props).await {
+                    Ok(view) => view,
+                    Err(NotLoaded) => not_loaded(conflict_id, on_close),
+                }
+            })
         })
     }
+}
+
+/// The dialog's module could not be fetched.
+#[derive(Debug, Clone, Copy)]
+struct NotLoaded;
+
+impl From<leptos::wasm_split::SplitLoaderError> for NotLoaded {
+    fn from(_: leptos::wasm_split::SplitLoaderError) -> Self {
+        NotLoaded
+    }
+}
+
+/// In place of the dialog when its module could not be fetched: the reason, "Reload page"
+/// (which takes the focus) and Cancel (or Escape).
+fn not_loaded(conflict_id: Signal<Option<String>>, on_close: Callback<()>) -> AnyView {
+    let reload = move |_| {
+        #[cfg(feature = "hydrate")]
+        let _ = window().location().reload();
+    };
+    let reload_ref = NodeRef::<html::Button>::new();
+    Effect::new(move |_| {
+        if let (Some(_), Some(button)) = (conflict_id.get(), reload_ref.get()) {
+            let _ = button.focus();
+        }
+    });
+    let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() == "Escape" && conflict_id.with_untracked(Option::is_some) {
+            on_close.run(());
+        }
+    });
+    on_cleanup(move || escape.remove());
+    view! {
+        <Show when=move || conflict_id.with(Option::is_some)>
+            <div class="modal-backdrop">
+                <div class="modal" role="alertdialog" aria-modal="true" aria-labelledby="conflict-dialog-title"
+                    aria-describedby="conflict-not-loaded" data-testid="conflict-not-loaded">
+                    <h2 id="conflict-dialog-title">"Conflict"</h2>
+                    <p class="bad" id="conflict-not-loaded">
+                        "The conflict dialog could not be loaded. Reload the page to try again: your "
+                        "edits are kept, and the conflict stays open in the sync queue until it is resolved."
+                    </p>
+                    <div class="modal-actions">
+                        <button type="button" class="button" data-testid="conflict-reload"
+                            node_ref=reload_ref on:click=reload>"Reload page"</button>
+                        <button type="button" class="button secondary" data-testid="conflict-cancel"
+                            on:click=move |_| on_close.run(())>"Cancel"</button>
+                    </div>
+                </div>
+            </div>
+        </Show>
+    }
+    .into_any()
 }
 
 /// What the lazy half of the dialog is given.
@@ -51,8 +112,10 @@ struct DialogProps {
     on_resolved: Option<Callback<ResolveAnswer>>,
 }
 
-#[lazy]
-fn dialog(props: DialogProps) -> AnyView {
+/// The dialog itself, in its own wasm module. `fallible`: a failed fetch of the module comes
+/// back as `Err` (Leptos's `#[lazy]` would panic, which ends the whole app).
+#[leptos::wasm_split::wasm_split(conflict_dialog, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn dialog(props: DialogProps) -> Result<AnyView, NotLoaded> {
     let DialogProps {
         org,
         conflict_id,
@@ -243,7 +306,7 @@ fn dialog(props: DialogProps) -> AnyView {
         }
     };
 
-    view! {
+    Ok(view! {
         <Show when=move || conflict_id.get().is_some()>
             <div class="modal-backdrop">
                 <div class="modal" role="dialog" aria-modal="true" aria-labelledby="conflict-dialog-title"
@@ -304,7 +367,7 @@ fn dialog(props: DialogProps) -> AnyView {
             </div>
         </Show>
     }
-    .into_any()
+    .into_any())
 }
 
 /// Keeps Tab and Shift+Tab inside the dialog: from the last control to the first and back.
