@@ -5,8 +5,9 @@
 //! the wasm), and the accepted form is exactly the one the error message names (chrono's
 //! parser also took `2025-1-5`, `+2025-01-05` and a trailing space).
 
+use crate::protocol::text::Text;
 use chrono::{Datelike, NaiveDate};
-use serde::{de, Deserialize, Deserializer, Serializer};
+use serde::de;
 
 /// `YYYY-MM-DD` with a real day of a real month, else `None`.
 pub fn parse(s: &str) -> Option<NaiveDate> {
@@ -27,50 +28,18 @@ pub fn format(d: NaiveDate) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
-/// `#[serde(with = "crate::domain::date")]`.
-pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format(*d))
-}
+/// `#[serde(with = "crate::domain::date")]`, and `date::option` for `null` or a date.
+pub use crate::protocol::text::{deserialize, option, serialize};
 
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
-    d.deserialize_str(DateVisitor)
-}
+impl Text for NaiveDate {
+    const EXPECTING: &'static str = "a date YYYY-MM-DD";
 
-struct DateVisitor;
-
-impl de::Visitor<'_> for DateVisitor {
-    type Value = NaiveDate;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a date YYYY-MM-DD")
+    fn to_text(&self) -> String {
+        format(*self)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<NaiveDate, E> {
-        parse(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
-    }
-}
-
-/// `#[serde(with = "crate::domain::date::option")]`: `null` or a date.
-pub mod option {
-    use super::*;
-
-    struct Date(NaiveDate);
-
-    impl<'de> Deserialize<'de> for Date {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            super::deserialize(d).map(Date)
-        }
-    }
-
-    pub fn serialize<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
-        Ok(Option::<Date>::deserialize(d)?.map(|Date(d)| d))
+    fn from_text<E: de::Error>(text: &str) -> Result<Self, E> {
+        parse(text).ok_or_else(|| E::invalid_value(de::Unexpected::Str(text), &Self::EXPECTING))
     }
 }
 

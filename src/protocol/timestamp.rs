@@ -3,8 +3,9 @@
 //! (`#[serde(with = ...)]`) rather than chrono's own serde, whose general date parser would
 //! otherwise be part of the wasm.
 
+use super::text::Text;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{de, Deserialize, Deserializer, Serializer};
+use serde::de;
 
 pub fn format(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -14,49 +15,19 @@ pub fn parse(raw: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
     DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc))
 }
 
-pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format(t))
-}
+/// `#[serde(with = "crate::protocol::timestamp")]`, and `timestamp::option` for `null` or a
+/// timestamp.
+pub use super::text::{deserialize, option, serialize};
 
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    d.deserialize_str(TimestampVisitor)
-}
+impl Text for DateTime<Utc> {
+    const EXPECTING: &'static str = "an RFC 3339 timestamp";
 
-struct TimestampVisitor;
-
-impl de::Visitor<'_> for TimestampVisitor {
-    type Value = DateTime<Utc>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an RFC 3339 timestamp")
+    fn to_text(&self) -> String {
+        format(self)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        parse(v).map_err(E::custom)
-    }
-}
-
-/// `#[serde(with = "crate::protocol::timestamp::option")]`: `null` or a timestamp.
-pub mod option {
-    use super::*;
-
-    struct Timestamp(DateTime<Utc>);
-
-    impl<'de> Deserialize<'de> for Timestamp {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            super::deserialize(d).map(Timestamp)
-        }
-    }
-
-    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => super::serialize(t, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        Ok(Option::<Timestamp>::deserialize(d)?.map(|Timestamp(t)| t))
+    fn from_text<E: de::Error>(text: &str) -> Result<Self, E> {
+        parse(text).map_err(E::custom)
     }
 }
 

@@ -1,0 +1,64 @@
+//! Values written on the wire as one string (dates, timestamps): the serde glue, once, for
+//! `#[serde(with = ...)]`. A type says how it is written and read ([`Text`]); the functions
+//! here (and [`option`], for `null` or a value) do the rest. `domain::date` and
+//! [`super::timestamp`] re-export them, so a field names its form: `with = "...::date"`.
+
+use serde::{de, Deserialize, Deserializer, Serializer};
+use std::marker::PhantomData;
+
+/// A value whose wire form is one string.
+pub trait Text: Sized {
+    /// What the string must look like, for error messages ("a date YYYY-MM-DD").
+    const EXPECTING: &'static str;
+
+    fn to_text(&self) -> String;
+
+    /// The value a string stands for, or the deserializer's error saying why not.
+    fn from_text<E: de::Error>(text: &str) -> Result<Self, E>;
+}
+
+pub fn serialize<T: Text, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&value.to_text())
+}
+
+pub fn deserialize<'de, T: Text, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_str(TextVisitor(PhantomData))
+}
+
+struct TextVisitor<T>(PhantomData<T>);
+
+impl<T: Text> de::Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_text(v)
+    }
+}
+
+/// `null` or a value.
+pub mod option {
+    use super::*;
+
+    struct Present<T>(T);
+
+    impl<'de, T: Text> Deserialize<'de> for Present<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::deserialize(d).map(Present)
+        }
+    }
+
+    pub fn serialize<T: Text, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::serialize(value, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Text, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Present<T>>::deserialize(d)?.map(|Present(value)| value))
+    }
+}
