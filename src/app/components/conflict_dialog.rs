@@ -34,6 +34,15 @@ pub fn ConflictDialog(
     let wanted = Memo::new(move |was: Option<&bool>| {
         was.copied().unwrap_or(false) || conflict_id.with(Option::is_some)
     });
+    // Escape closes whichever is open: the dialog, or the stand-in for it.
+    Effect::new(move |_| {
+        let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.key() == "Escape" && conflict_id.with_untracked(Option::is_some) {
+                on_close.run(());
+            }
+        });
+        on_cleanup(move || escape.remove());
+    });
     move || {
         wanted.get().then(|| {
             let props = DialogProps {
@@ -63,7 +72,7 @@ impl From<leptos::wasm_split::SplitLoaderError> for NotLoaded {
 }
 
 /// In place of the dialog when its module could not be fetched: the reason, "Reload page"
-/// (which takes the focus) and Cancel (or Escape).
+/// (which takes the focus) and Cancel (Escape too, see [`ConflictDialog`]).
 fn not_loaded(conflict_id: Signal<Option<String>>, on_close: Callback<()>) -> AnyView {
     let reload = move |_| {
         #[cfg(feature = "hydrate")]
@@ -75,12 +84,6 @@ fn not_loaded(conflict_id: Signal<Option<String>>, on_close: Callback<()>) -> An
             let _ = button.focus();
         }
     });
-    let escape = window_event_listener(leptos::ev::keydown, move |ev| {
-        if ev.key() == "Escape" && conflict_id.with_untracked(Option::is_some) {
-            on_close.run(());
-        }
-    });
-    on_cleanup(move || escape.remove());
     view! {
         <Show when=move || conflict_id.with(Option::is_some)>
             <div class="modal-backdrop">
@@ -182,20 +185,14 @@ fn dialog(props: DialogProps) -> Result<AnyView, NotLoaded> {
         let _ = (dialog, was_open);
         open
     });
+    // Tab stays inside the dialog (Escape is handled by `ConflictDialog`, for the stand-in too).
+    #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         let handle = window_event_listener(leptos::ev::keydown, move |ev| {
-            if conflict_id.get_untracked().is_none() {
-                return;
-            }
-            match ev.key().as_str() {
-                "Escape" => on_close.run(()),
-                #[cfg(feature = "hydrate")]
-                "Tab" => {
-                    if let Some(dialog) = dialog_ref.get_untracked() {
-                        trap_tab(&dialog, &ev);
-                    }
+            if ev.key() == "Tab" && conflict_id.with_untracked(Option::is_some) {
+                if let Some(dialog) = dialog_ref.get_untracked() {
+                    trap_tab(&dialog, &ev);
                 }
-                _ => {}
             }
         });
         on_cleanup(move || handle.remove());
