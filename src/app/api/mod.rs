@@ -11,98 +11,38 @@ use crate::protocol::{
     health::HealthReport,
 };
 
-#[cfg(feature = "hydrate")]
-pub(crate) fn error_message(status: u16, body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| format!("the server answered {status}"))
-}
-
 /// `GET /health`. A 503 still carries a report (the database is down), so it is not an error.
 pub async fn fetch_health() -> Result<HealthReport, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let response = gloo_net::http::Request::get("/health")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        response
-            .json::<HealthReport>()
-            .await
-            .map_err(|e| format!("unexpected answer ({}): {e}", response.status()))
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        Err("the health check runs in the browser".to_owned())
-    }
+    let answer = http::exchange("GET", "/health", None)
+        .await
+        .map_err(|e| e.message)?;
+    answer
+        .value()
+        .map_err(|e| format!("unexpected answer ({}): {}", answer.status, e.message))
 }
 
 /// `POST /api/auth/login`; sets the session cookie.
 pub async fn login(username: String, password: String) -> Result<Me, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let response = gloo_net::http::Request::post("/api/auth/login")
-            .json(&LoginRequest { username, password })
-            .map_err(|e| e.to_string())?
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if response.ok() {
-            response.json::<Me>().await.map_err(|e| e.to_string())
-        } else {
-            Err(error_message(
-                response.status(),
-                &response.text().await.unwrap_or_default(),
-            ))
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = LoginRequest { username, password };
-        Err("signing in runs in the browser".to_owned())
-    }
+    http::send("POST", "/api/auth/login", &LoginRequest { username, password })
+        .await
+        .map_err(|e| e.message)
 }
 
 /// `GET /api/auth/me`; `Ok(None)` when not signed in.
 pub async fn me() -> Result<Option<Me>, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let response = gloo_net::http::Request::get("/api/auth/me")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        match response.status() {
-            200 => response
-                .json::<Me>()
-                .await
-                .map(Some)
-                .map_err(|e| e.to_string()),
-            401 => Ok(None),
-            status => Err(error_message(
-                status,
-                &response.text().await.unwrap_or_default(),
-            )),
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        Err("runs in the browser".to_owned())
+    let answer = http::exchange("GET", "/api/auth/me", None)
+        .await
+        .map_err(|e| e.message)?;
+    match answer.status {
+        401 => Ok(None),
+        _ => answer.decode().map(Some).map_err(|e| e.message),
     }
 }
 
 /// `POST /api/auth/logout`.
 pub async fn logout() -> Result<(), String> {
-    #[cfg(feature = "hydrate")]
-    {
-        gloo_net::http::Request::post("/api/auth/logout")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        Err("runs in the browser".to_owned())
-    }
+    http::exchange("POST", "/api/auth/logout", None)
+        .await
+        .map(drop)
+        .map_err(|e| e.message)
 }

@@ -17,6 +17,15 @@ pub enum ToastKind {
 }
 
 impl ToastKind {
+    /// Its name, as tests read it from `data-kind`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Success => "success",
+            Self::Error => "error",
+        }
+    }
+
     fn class(self) -> &'static str {
         match self {
             Self::Info => "toast info",
@@ -95,7 +104,7 @@ pub fn ToastHost() -> impl IntoView {
     view! {
         <div class="toasts" aria-live="polite" role="log" data-testid="toasts">
             <For each=move || toasts.list.get() key=|t| t.id let:toast>
-                <div class=toast.kind.class() data-testid="toast" data-kind=format!("{:?}", toast.kind).to_lowercase()>
+                <div class=toast.kind.class() data-testid="toast" data-kind=toast.kind.name()>
                     {toast.text.clone()}
                 </div>
             </For>

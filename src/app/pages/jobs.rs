@@ -400,7 +400,7 @@ fn JobRowView(
                         move || {
                             commands.get().into_iter().map(|kind| {
                                 let label = command_label(kind);
-                                let testid = format!("job-{}", label.to_lowercase());
+                                let testid = format!("job-{}", label.to_ascii_lowercase());
                                 if kind == CommandKind::CancelSync {
                                     view! {
                                         <button type="button" class="button small secondary" data-testid=testid

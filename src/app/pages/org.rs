@@ -21,7 +21,6 @@ use crate::{
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 use records_feed::use_records;
-use std::collections::BTreeMap;
 
 mod records_feed;
 
@@ -31,13 +30,77 @@ const SUCCESS_REFETCH_DELAY_MS: u64 = 400;
 /// Record-level success toasts per job; the rest is in the banner and the job's final toast.
 const SUCCESS_TOASTS_PER_JOB: usize = 3;
 
-#[derive(Debug, Clone, Default)]
+/// What the page knows of the organization's sync jobs from the events it received: the
+/// banner's counts and progress, and how many record-level success toasts each job has shown.
+/// A page sees a handful of jobs at a time, so they are kept in a list.
+#[derive(Debug, Clone, Default, PartialEq)]
 struct LiveSync {
-    /// Running jobs and their progress.
-    jobs: BTreeMap<String, u8>,
+    jobs: Vec<LiveJob>,
     errors: usize,
     last_sync: Option<String>,
-    success_toasts: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct LiveJob {
+    id: String,
+    /// `Some` while the job runs (or is paused or queued): its last progress.
+    progress: Option<u8>,
+    success_toasts: usize,
+}
+
+impl LiveSync {
+    fn job(&mut self, id: &str) -> &mut LiveJob {
+        match self.jobs.iter().position(|j| j.id == id) {
+            Some(i) => &mut self.jobs[i],
+            None => {
+                self.jobs.push(LiveJob {
+                    id: id.to_owned(),
+                    progress: None,
+                    success_toasts: 0,
+                });
+                self.jobs.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    fn started(&mut self, id: &str) {
+        self.job(id).progress = Some(0);
+    }
+
+    /// A job-level SYNC_PROGRESS: the job runs on while its status is running, paused or
+    /// queued.
+    fn progressed(&mut self, id: &str, status: &str, progress: u8) {
+        let running = matches!(status, "running" | "paused" | "queued");
+        self.job(id).progress = running.then_some(progress);
+    }
+
+    /// A record of the job synced at `clock`; true while the job has shown fewer than
+    /// SUCCESS_TOASTS_PER_JOB toasts (this one included).
+    fn record_synced(&mut self, id: &str, clock: String) -> bool {
+        self.last_sync = Some(clock);
+        let job = self.job(id);
+        job.success_toasts += 1;
+        job.success_toasts <= SUCCESS_TOASTS_PER_JOB
+    }
+
+    /// The job's terminal event.
+    fn finished(&mut self, id: &str) {
+        self.jobs.retain(|j| j.id != id);
+    }
+
+    fn running(&self) -> impl Iterator<Item = u8> + '_ {
+        self.jobs.iter().filter_map(|j| j.progress)
+    }
+
+    fn syncing(&self) -> usize {
+        self.running().count()
+    }
+
+    /// The running jobs' mean progress.
+    fn progress(&self) -> Option<u8> {
+        let n = self.syncing();
+        (n > 0).then(|| (self.running().map(usize::from).sum::<usize>() / n) as u8)
+    }
 }
 
 fn clock() -> String {
@@ -138,9 +201,7 @@ pub fn OrgPage() -> impl IntoView {
         let data = event.data.clone().unwrap_or_default();
         match event.kind {
             SyncEventType::SyncStarted if !record_level => {
-                live.update(|l| {
-                    l.jobs.insert(job.clone(), 0);
-                });
+                live.update(|l| l.started(&job));
                 toasts.info(
                     event
                         .message
@@ -157,25 +218,17 @@ pub fn OrgPage() -> impl IntoView {
                     .get("jobStatus")
                     .and_then(|s| s.as_str())
                     .unwrap_or("running");
-                if matches!(status, "running" | "paused" | "queued") {
-                    l.jobs.insert(job.clone(), event.progress.unwrap_or(0));
-                } else {
-                    l.jobs.remove(&job);
-                }
+                l.progressed(&job, status, event.progress.unwrap_or(0));
             }),
             SyncEventType::SyncSuccess if record_level => {
-                let shown =
-                    live.with_untracked(|l| l.success_toasts.get(&job).copied().unwrap_or(0));
-                if shown < SUCCESS_TOASTS_PER_JOB {
+                let mut toast_due = false;
+                live.update(|l| toast_due = l.record_synced(&job, clock()));
+                if toast_due {
                     toasts.success(format!(
                         "{} synced!",
                         event.pfa_id.clone().unwrap_or_default()
                     ));
                 }
-                live.update(|l| {
-                    *l.success_toasts.entry(job.clone()).or_default() += 1;
-                    l.last_sync = Some(clock());
-                });
                 if !refetch_due.get_value() {
                     refetch_due.set_value(true);
                     #[cfg(feature = "hydrate")]
@@ -210,10 +263,7 @@ pub fn OrgPage() -> impl IntoView {
                 ));
             }
             SyncEventType::SyncSuccess | SyncEventType::SyncFailed => {
-                live.update(|l| {
-                    l.jobs.remove(&job);
-                    l.success_toasts.remove(&job);
-                });
+                live.update(|l| l.finished(&job));
                 let text = event.message.clone().unwrap_or_default();
                 if event.kind == SyncEventType::SyncFailed {
                     toasts.error(text)
@@ -236,11 +286,9 @@ pub fn OrgPage() -> impl IntoView {
         live.with(|l| BannerSummary {
             unsaved: drafts.pending.with(|p| p.len()),
             drafts: drafts_saved.get(),
-            syncing: l.jobs.len(),
+            syncing: l.syncing(),
             errors: l.errors,
-            progress: (!l.jobs.is_empty()).then(|| {
-                (l.jobs.values().map(|p| *p as usize).sum::<usize>() / l.jobs.len()) as u8
-            }),
+            progress: l.progress(),
             last_sync: l.last_sync.clone(),
         })
     });
@@ -318,5 +366,46 @@ pub fn OrgPage() -> impl IntoView {
             })
         />
         <ToastHost />
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_counts_running_jobs_and_averages_their_progress() {
+        let mut live = LiveSync::default();
+        assert_eq!((live.syncing(), live.progress()), (0, None));
+        live.started("a");
+        live.started("b");
+        live.progressed("a", "running", 50);
+        live.progressed("b", "paused", 21);
+        assert_eq!((live.syncing(), live.progress()), (2, Some(35)));
+        live.progressed("b", "cancelled", 21);
+        assert_eq!((live.syncing(), live.progress()), (1, Some(50)));
+        live.finished("a");
+        assert_eq!((live.syncing(), live.progress()), (0, None));
+    }
+
+    #[test]
+    fn a_job_first_seen_by_its_progress_counts_as_running() {
+        let mut live = LiveSync::default();
+        live.progressed("late", "queued", 0);
+        assert_eq!((live.syncing(), live.progress()), (1, Some(0)));
+    }
+
+    #[test]
+    fn each_job_shows_its_first_success_toasts_and_only_those() {
+        let mut live = LiveSync::default();
+        live.started("a");
+        let shown: Vec<bool> = (0..5).map(|i| live.record_synced("a", format!("10:00:0{i}"))).collect();
+        assert_eq!(shown, [true, true, true, false, false]);
+        assert_eq!(live.last_sync.as_deref(), Some("10:00:04"));
+        assert!(live.record_synced("b", "10:00:05".into()), "another job has its own count");
+        assert_eq!(live.syncing(), 1, "a record's success does not make its job running");
+        live.finished("a");
+        live.started("a");
+        assert!(live.record_synced("a", "10:00:06".into()), "a finished job's count is gone");
     }
 }

@@ -122,7 +122,7 @@ pub fn use_records(org: Signal<String>, filter: Signal<RecordFilter>) -> Records
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::list_scan::{decode_row, Items};
-    use crate::app::api::records::RecordPage;
+    use crate::app::api::{http::exchange, records::RecordPage};
     use leptos::prelude::*;
     use std::{
         cell::{Cell, RefCell},
@@ -168,18 +168,13 @@ mod browser {
 
     /// `GET /api/orgs/{org}/records?{query}`, decoded a slice at a time.
     pub async fn fetch(org: &str, query: &str) -> Result<RecordPage, String> {
-        let response = gloo_net::http::Request::get(&format!("/api/orgs/{org}/records?{query}"))
-            .send()
+        let answer = exchange("GET", &format!("/api/orgs/{org}/records?{query}"), None)
             .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response.binary().await.map_err(|e| e.to_string())?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message")?.as_str().map(str::to_owned));
-            return Err(message.unwrap_or_else(|| format!("the server answered {status}")));
+            .map_err(|e| e.message)?;
+        if !answer.is_success() {
+            return Err(answer.error().message);
         }
+        let body = answer.body;
         let unexpected = |e: String| format!("unexpected answer: {e}");
         // Decoding starts at a frame of its own, not in the task that received the answer.
         next_frame().await;
