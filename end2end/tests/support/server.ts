@@ -8,7 +8,7 @@
 import { test } from '@playwright/test';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, WriteStream } from 'node:fs';
-import { setPriority, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const BIN = process.env.E2E_BIN ?? resolve(__dirname, '../../../target/debug/pfa-sync');
@@ -57,11 +57,11 @@ export type ServerOptions = {
   /** More `serve` flags, e.g. ['--pems-rate', '500']. */
   args?: string[];
   /**
-   * Scheduling priority (nice, 0-19) of the server process: a spec that measures the page's
-   * frames runs the server below the browser, which on a real deployment it does not share
-   * a machine with.
+   * Run the server as a background process (Linux's SCHED_IDLE, through `chrt --idle 0`): it
+   * gets a CPU only when nothing else wants one. A spec that measures the page's frames runs
+   * the server below the browser, which on a real deployment it does not share a machine with.
    */
-  nice?: number;
+  background?: boolean;
 };
 
 /** The app, one process at a time on a fixed port and database, so it can be restarted. */
@@ -96,8 +96,9 @@ export class AppServer {
     this.log.write(`--- start ${this.starts}: ${BIN} ${args.join(' ')}\n`);
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' };
     for (const k of Object.keys(env)) if (k.startsWith('PFA_SYNC_') || k.startsWith('LEPTOS_')) delete env[k];
-    const child = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    if (this.options.nice !== undefined && child.pid !== undefined) setPriority(child.pid, this.options.nice);
+    const child = this.options.background
+      ? spawn('chrt', ['--idle', '0', BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
