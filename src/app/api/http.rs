@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn a_success_is_its_value_and_an_empty_body_is_null() {
-        assert_eq!(answer(200, r#"{"a":1}"#).decode::<Value>(), Ok(json!({"a": 1})));
+        assert_eq!(
+            answer(200, r#"{"a":1}"#).decode::<Value>(),
+            Ok(json!({"a": 1}))
+        );
         assert_eq!(answer(204, "").decode::<Option<u8>>(), Ok(None));
         assert_eq!(answer(202, " \n").decode::<Value>(), Ok(Value::Null));
     }
@@ -171,14 +174,23 @@ mod tests {
     fn a_success_of_the_wrong_shape_says_so() {
         let error = answer(200, r#"{"a":1}"#).decode::<Vec<u8>>().unwrap_err();
         assert_eq!(error.status, 200);
-        assert!(error.message.starts_with("unexpected answer: invalid type: map"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .starts_with("unexpected answer: invalid type: map"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
     fn an_error_carries_the_servers_message_and_fields() {
-        let error = answer(422, r#"{"message":"invalid drafts","fields":{"notes":"too long"}}"#)
-            .decode::<Value>()
-            .unwrap_err();
+        let error = answer(
+            422,
+            r#"{"message":"invalid drafts","fields":{"notes":"too long"}}"#,
+        )
+        .decode::<Value>()
+        .unwrap_err();
         assert_eq!(
             error,
             ApiError {
@@ -193,12 +205,18 @@ mod tests {
     fn an_error_without_a_message_names_the_status() {
         for body in ["", "<html>bad gateway</html>", r#"{"message":3}"#] {
             let error = answer(502, body).decode::<Value>().unwrap_err();
-            assert_eq!((error.status, error.message.as_str(), error.fields), (502, "the server answered 502", None));
+            assert_eq!(
+                (error.status, error.message.as_str(), error.fields),
+                (502, "the server answered 502", None)
+            );
         }
     }
 
     #[test]
     fn a_report_is_read_whatever_the_status() {
-        assert_eq!(answer(503, r#"{"status":"down"}"#).value::<Value>(), Ok(json!({"status": "down"})));
+        assert_eq!(
+            answer(503, r#"{"status":"down"}"#).value::<Value>(),
+            Ok(json!({"status": "down"}))
+        );
     }
 }

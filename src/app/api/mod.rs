@@ -23,9 +23,13 @@ pub async fn fetch_health() -> Result<HealthReport, String> {
 
 /// `POST /api/auth/login`; sets the session cookie.
 pub async fn login(username: String, password: String) -> Result<Me, String> {
-    http::send("POST", "/api/auth/login", &LoginRequest { username, password })
-        .await
-        .map_err(|e| e.message)
+    http::send(
+        "POST",
+        "/api/auth/login",
+        &LoginRequest { username, password },
+    )
+    .await
+    .map_err(|e| e.message)
 }
 
 /// `GET /api/auth/me`; `Ok(None)` when not signed in.

@@ -399,13 +399,25 @@ mod tests {
     fn each_job_shows_its_first_success_toasts_and_only_those() {
         let mut live = LiveSync::default();
         live.started("a");
-        let shown: Vec<bool> = (0..5).map(|i| live.record_synced("a", format!("10:00:0{i}"))).collect();
+        let shown: Vec<bool> = (0..5)
+            .map(|i| live.record_synced("a", format!("10:00:0{i}")))
+            .collect();
         assert_eq!(shown, [true, true, true, false, false]);
         assert_eq!(live.last_sync.as_deref(), Some("10:00:04"));
-        assert!(live.record_synced("b", "10:00:05".into()), "another job has its own count");
-        assert_eq!(live.syncing(), 1, "a record's success does not make its job running");
+        assert!(
+            live.record_synced("b", "10:00:05".into()),
+            "another job has its own count"
+        );
+        assert_eq!(
+            live.syncing(),
+            1,
+            "a record's success does not make its job running"
+        );
         live.finished("a");
         live.started("a");
-        assert!(live.record_synced("a", "10:00:06".into()), "a finished job's count is gone");
+        assert!(
+            live.record_synced("a", "10:00:06".into()),
+            "a finished job's count is gone"
+        );
     }
 }
