@@ -67,6 +67,41 @@ test('the other pages are lazy modules: the records page loads without them', as
   await expect(page.getByTestId('version').first()).toBeVisible();
 });
 
+test('a page whose module cannot be fetched says so and offers a reload; the app keeps working', async ({ page, consoleErrors }) => {
+  const jobsModule = '**/pkg/split_jobs_route.wasm';
+  await signIn(page, 'planner');
+  await page.goto('/orgs/org-rio');
+  await waitForHydration(page);
+  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
+
+  // Offline for the sync queue's module: the page explains it instead of a dead app.
+  await page.route(jobsModule, (route) => route.abort('internetdisconnected'));
+  await page.getByRole('link', { name: 'Sync queue' }).click();
+  const notLoaded = page.getByTestId('page-not-loaded');
+  await expect(notLoaded).toContainText('This page could not be loaded');
+  await expect(notLoaded.getByTestId('page-reload')).toBeVisible();
+  // The browser and the split loader report the failed fetch; nothing else fails (no panic).
+  const fetchFailed = /^(Failed to load resource: net::ERR_INTERNET_DISCONNECTED|TypeError: Failed to fetch)/;
+  expect(consoleErrors.length).toBeGreaterThan(0);
+  expect(consoleErrors.filter((e) => !fetchFailed.test(e))).toEqual([]);
+
+  // The app is alive: back on the records page, it still works.
+  await page.goBack();
+  await expect(page.getByTestId('record-count')).toHaveText('2000 records');
+  await expect(page.getByTestId('ws-badge')).toHaveAttribute('data-connected', 'true');
+
+  // The failed fetch is kept for the life of the page (src/app/split.rs): back online, the
+  // sync queue still says so, and "Reload page" brings it up.
+  await page.unroute(jobsModule);
+  await page.goForward();
+  await expect(notLoaded).toBeVisible();
+  expect(consoleErrors.filter((e) => !fetchFailed.test(e))).toEqual([]);
+  consoleErrors.length = 0;
+  await notLoaded.getByTestId('page-reload').click();
+  await waitForHydration(page);
+  await expect(page.getByTestId('jobs-live')).toHaveAttribute('data-connected', 'true');
+});
+
 test('unknown pages render a 404 page', async ({ page, consoleErrors }) => {
   const response = await page.goto('/no/such/page');
   expect(response?.status()).toBe(404);

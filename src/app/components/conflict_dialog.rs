@@ -3,7 +3,10 @@
 //! PEMS's, or a per-field merge. Opens when `conflict_id` is `Some`; closes on success, Cancel
 //! or Escape.
 
-use crate::app::api::jobs::{self, show_value, Conflict, ResolveAnswer, ResolveRequest};
+use crate::app::{
+    api::jobs::{self, show_value, Conflict, ResolveAnswer, ResolveRequest},
+    split::{reload_page, NotLoaded},
+};
 use leptos::{html, prelude::*};
 use serde_json::Map;
 use std::collections::BTreeMap;
@@ -61,23 +64,9 @@ pub fn ConflictDialog(
     }
 }
 
-/// The dialog's module could not be fetched.
-#[derive(Debug, Clone, Copy)]
-struct NotLoaded;
-
-impl From<leptos::wasm_split::SplitLoaderError> for NotLoaded {
-    fn from(_: leptos::wasm_split::SplitLoaderError) -> Self {
-        NotLoaded
-    }
-}
-
 /// In place of the dialog when its module could not be fetched: the reason, "Reload page"
 /// (which takes the focus) and Cancel (Escape too, see [`ConflictDialog`]).
 fn not_loaded(conflict_id: Signal<Option<String>>, on_close: Callback<()>) -> AnyView {
-    let reload = move |_| {
-        #[cfg(feature = "hydrate")]
-        let _ = window().location().reload();
-    };
     let reload_ref = NodeRef::<html::Button>::new();
     Effect::new(move |_| {
         if let (Some(_), Some(button)) = (conflict_id.get(), reload_ref.get()) {
@@ -96,7 +85,7 @@ fn not_loaded(conflict_id: Signal<Option<String>>, on_close: Callback<()>) -> An
                     </p>
                     <div class="modal-actions">
                         <button type="button" class="button" data-testid="conflict-reload"
-                            node_ref=reload_ref on:click=reload>"Reload page"</button>
+                            node_ref=reload_ref on:click=reload_page>"Reload page"</button>
                         <button type="button" class="button secondary" data-testid="conflict-cancel"
                             on:click=move |_| on_close.run(())>"Cancel"</button>
                     </div>
