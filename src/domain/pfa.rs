@@ -15,6 +15,16 @@ pub enum Source {
     Purchase,
 }
 
+impl Source {
+    /// The wire name, as the grid shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rental => "Rental",
+            Self::Purchase => "Purchase",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum Dor {
@@ -335,6 +345,13 @@ impl PfaRecord {
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_source_is_shown_by_its_wire_name() {
+        for source in [Source::Rental, Source::Purchase] {
+            assert_eq!(serde_json::to_value(source).unwrap(), source.as_str());
+        }
+    }
 
     pub fn sample() -> PfaRecord {
         let d = |s: &str| crate::domain::date::parse(s).unwrap();

@@ -153,7 +153,7 @@ impl RowView {
         Self {
             pfa_id: record.pfa_id.clone(),
             category: record.category.clone(),
-            source: format!("{:?}", record.source),
+            source: record.source.as_str().to_owned(),
             version: record.version.to_string(),
             cells: EDITABLE
                 .map(|(field, _, _)| CellState::of(record, saved, pending, &errors, field)),
