@@ -49,6 +49,14 @@ async function terminate(child: ChildProcess | undefined, signal: NodeJS.Signals
   clearTimeout(timer);
 }
 
+/**
+ * The command line that runs `command` as a background process (Linux's SCHED_IDLE, through
+ * `chrt --idle 0`): it gets a CPU only when nothing else wants one.
+ */
+export function inBackground(command: string, args: string[]): [string, string[]] {
+  return ['chrt', ['--idle', '0', command, ...args]];
+}
+
 export type ServerOptions = {
   /** dev: demo users, demo data and the WS badge (the default); prod: none of them. */
   mode?: 'dev' | 'prod';
@@ -57,9 +65,9 @@ export type ServerOptions = {
   /** More `serve` flags, e.g. ['--pems-rate', '500']. */
   args?: string[];
   /**
-   * Run the server as a background process (Linux's SCHED_IDLE, through `chrt --idle 0`): it
-   * gets a CPU only when nothing else wants one. A spec that measures the page's frames runs
-   * the server below the browser, which on a real deployment it does not share a machine with.
+   * Run the server as a background process (`inBackground`). A spec that measures the page's
+   * frames runs the server below the browser, which on a real deployment it does not share a
+   * machine with.
    */
   background?: boolean;
 };
@@ -96,9 +104,8 @@ export class AppServer {
     this.log.write(`--- start ${this.starts}: ${BIN} ${args.join(' ')}\n`);
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' };
     for (const k of Object.keys(env)) if (k.startsWith('PFA_SYNC_') || k.startsWith('LEPTOS_')) delete env[k];
-    const child = this.options.background
-      ? spawn('chrt', ['--idle', '0', BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, argv] = this.options.background ? inBackground(BIN, args) : [BIN, args];
+    const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
