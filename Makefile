@@ -13,9 +13,13 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 # cargo-leptos writes the site (pkg/ bundle, CSS, public assets) here.
 SITE_ROOT := $(CURDIR)/target/site
+# The release site, precompressed (site-release), in a folder of its own: a debug build in the
+# same folder would leave the release's compressed copies beside its own files, and the server
+# would send them.
+RELEASE_SITE_ROOT := $(CURDIR)/target/site-release
 
 .PHONY: help run run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick \
-        tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium e2e-deps fmt lint
+        site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli e2e-deps fmt lint
 
 help: ## Show this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,8 +27,18 @@ help: ## Show this list
 run: tools ## Serve the app on http://localhost:3000 (dev mode: SQLite, PEMS simulator, demo data)
 	PFA_SYNC_MODE=dev cargo leptos serve --split
 
-run-release: tools ## Same as run, with the optimised release build
-	PFA_SYNC_MODE=dev cargo leptos serve --release --split
+run-release: site-release ## Same as run, with the optimised release build
+	PFA_SYNC_MODE=dev LEPTOS_SITE_ROOT="$(RELEASE_SITE_ROOT)" "$(CARGO_TARGET_DIR)/release/pfa-sync"
+
+# The release build with every static asset precompressed: cargo-leptos writes `file.br`
+# (brotli at quality 11) and `file.gz` beside each file, and the server sends the copy that the
+# client accepts instead of compressing on each request. Every current browser accepts brotli
+# (266 KB for the main wasm module, where the server's own brotli sends 329 KB). cargo-leptos
+# writes its gzip copies at a fast level (399 KB, worse than compressing on the fly), so zopfli
+# rewrites them (324 KB) for clients without brotli.
+site-release: tools
+	LEPTOS_SITE_ROOT="$(RELEASE_SITE_ROOT)" cargo leptos build --release --split --precompress
+	find "$(RELEASE_SITE_ROOT)" -name '*.gz' -print0 | while IFS= read -r -d '' gz; do zopfli -c "$${gz%.gz}" > "$$gz"; done
 
 test: tools e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
 
@@ -37,18 +51,17 @@ test-e2e-debug: tools e2e-deps
 	cargo leptos build --split
 	cd end2end && E2E_BUILD=debug E2E_BIN="$(CARGO_TARGET_DIR)/debug/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
 
-test-e2e-release: tools e2e-deps
-	cargo leptos build --release --split
-	cd end2end && E2E_BUILD=release E2E_BIN="$(CARGO_TARGET_DIR)/release/pfa-sync" E2E_SITE_ROOT="$(SITE_ROOT)" npx playwright test
+test-e2e-release: site-release e2e-deps
+	cd end2end && E2E_BUILD=release E2E_BIN="$(CARGO_TARGET_DIR)/release/pfa-sync" E2E_SITE_ROOT="$(RELEASE_SITE_ROOT)" npx playwright test
 
 # Benchmarks run the release server and the PEMS simulator on loopback, driven by pfa-loadgen
 # (src/bin/pfa-loadgen); 10,000 sockets on each side need a raised open-file limit. Both run
 # under `nice` so that other work on the machine (Playwright) keeps its share.
 BENCH_ARGS ?=
-bench: ## Benchmarks: print the table and write it into docs/benchmarks.md (about 10 minutes)
+bench: site-release ## Benchmarks: print the table and write it into docs/benchmarks.md (about 10 minutes)
 	cargo build --release --locked --features ssr --bin pfa-sync --bin pfa-loadgen
 	ulimit -n "$$(ulimit -Hn)" && nice -n 5 "$(CARGO_TARGET_DIR)/release/pfa-loadgen" \
-	  --site-root "$(SITE_ROOT)" --write docs/benchmarks.md $(BENCH_ARGS)
+	  --site-root "$(RELEASE_SITE_ROOT)" --write docs/benchmarks.md $(BENCH_ARGS)
 
 bench-quick: ## The benchmark harness at small sizes (debug build, no targets; fails if an event is lost)
 	cargo build --locked --features ssr --bin pfa-sync --bin pfa-loadgen
@@ -61,7 +74,7 @@ lint: ## Clippy on the server and the browser build
 	cargo clippy --features ssr --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
-tools: wasm-target cargo-leptos wasm-bindgen wasm-opt chromium ## Install the build tools that are missing
+tools: wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli ## Install the build tools that are missing
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -88,6 +101,12 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian's chromium"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Playwright needs Debian's chromium at /usr/bin/chromium: run 'sudo apt-get install chromium'"; exit 1; fi; }
+
+zopfli:
+	@command -v zopfli >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian's zopfli"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zopfli >/dev/null; \
+	  else echo "the release site needs zopfli: run 'sudo apt-get install zopfli'"; exit 1; fi; }
 
 e2e-deps: end2end/node_modules/.installed
 

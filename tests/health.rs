@@ -128,3 +128,61 @@ async fn shutdown_token_stops_the_server() {
         .unwrap();
     assert!(result.is_ok());
 }
+
+/// A site folder as `make site-release` leaves it: `app.wasm` with its brotli and gzip copies
+/// beside it (cargo-leptos `--precompress`, zopfli), and `app.css` without any.
+fn precompressed_site() -> tempfile::TempDir {
+    let site = tempfile::tempdir().unwrap();
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("app.wasm"),
+        b"\0asm plain bytes of the module".repeat(64),
+    )
+    .unwrap();
+    // The server sends these files as they are; what is in them is not its concern.
+    std::fs::write(pkg.join("app.wasm.br"), b"brotli copy").unwrap();
+    std::fs::write(pkg.join("app.wasm.gz"), b"gzip copy").unwrap();
+    std::fs::write(pkg.join("app.css"), b"body { margin: 0 }\n".repeat(64)).unwrap();
+    site
+}
+
+#[tokio::test]
+async fn precompressed_assets_are_sent_as_they_are_in_the_encoding_the_client_prefers() {
+    let site = precompressed_site();
+    let root = site.path().to_owned();
+    let server = TestServer::spawn_with(move |c| c.site_root = root).await;
+    let get = |path: &'static str, accept: Option<&'static str>| {
+        let mut request = server.client.get(server.url(path));
+        if let Some(accept) = accept {
+            request = request.header("accept-encoding", accept);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path} with {accept:?}");
+            let headers = response.headers().clone();
+            (headers, response.bytes().await.unwrap())
+        }
+    };
+    // What Chromium sends: the brotli copy, byte for byte (not compressed a second time).
+    for accept in ["gzip, deflate, br, zstd", "br"] {
+        let (headers, body) = get("/pkg/app.wasm", Some(accept)).await;
+        assert_eq!(headers["content-encoding"], "br", "{accept}");
+        assert_eq!(headers["content-type"], "application/wasm");
+        assert_eq!(&body[..], b"brotli copy");
+    }
+    let (headers, body) = get("/pkg/app.wasm", Some("gzip")).await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(&body[..], b"gzip copy");
+    // No encoding accepted: the file itself.
+    let (headers, body) = get("/pkg/app.wasm", None).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(
+        body,
+        std::fs::read(site.path().join("pkg/app.wasm")).unwrap()
+    );
+    // A file without copies (a debug build's site) is compressed as it is sent.
+    let (headers, body) = get("/pkg/app.css", Some("br")).await;
+    assert_eq!(headers["content-encoding"], "br");
+    assert!(body.len() < 64 * 19, "{} bytes", body.len());
+}

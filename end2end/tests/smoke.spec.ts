@@ -1,5 +1,9 @@
 import { test, expect, waitForHydration, signIn } from './fixtures';
-import { useServer } from './support/server';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { SITE_ROOT, useServer } from './support/server';
+
+const RELEASE = process.env.E2E_BUILD === 'release';
 
 useServer();
 
@@ -27,7 +31,31 @@ test('the wasm bundle is served compressed', async ({ request }) => {
     expect(response.status()).toBe(200);
     expect(response.headers()['content-encoding']).toBe(encoding);
     expect(response.headers()['content-type']).toBe('application/wasm');
+    // Whichever way it was compressed, it decodes to the module on disk.
+    expect(Buffer.compare(await response.body(), readFileSync(join(SITE_ROOT, 'pkg', 'pfa-sync.wasm')))).toBe(0);
+    if (RELEASE) {
+      // `make site-release` precompressed it: the server sends that copy as it is.
+      const copy = statSync(join(SITE_ROOT, 'pkg', `pfa-sync.wasm.${encoding === 'br' ? 'br' : 'gz'}`));
+      expect(Number(response.headers()['content-length'])).toBe(copy.size);
+    }
   }
+});
+
+test('the browser downloads the release bundle as its precompressed copy and hydrates with it', async ({ page, consoleErrors }) => {
+  test.skip(!RELEASE, 'only the release site is precompressed');
+  const wasm = page.waitForResponse((response) => new URL(response.url()).pathname === '/pkg/pfa-sync.wasm');
+  await page.goto('/');
+  const response = await wasm;
+  // Chromium offers brotli (on loopback over plain HTTP too: "gzip, deflate, br, zstd").
+  const accepted = (await response.request().headerValue('accept-encoding')) ?? '';
+  const [encoding, suffix] = /\bbr\b/.test(accepted) ? ['br', 'br'] : ['gzip', 'gz'];
+  expect(await response.headerValue('content-encoding')).toBe(encoding);
+  const sizes = await response.request().sizes();
+  expect(sizes.responseBodySize).toBe(statSync(join(SITE_ROOT, 'pkg', `pfa-sync.wasm.${suffix}`)).size);
+  await waitForHydration(page);
+  await page.getByTestId('check-health').click();
+  await expect(page.getByTestId('health-result')).toContainText('Server ok · database ok');
+  expect(consoleErrors).toEqual([]);
 });
 
 test('the other pages are lazy modules: the records page loads without them', async ({ page }) => {
