@@ -53,13 +53,7 @@ pub fn App() -> impl IntoView {
         <Title text="PFA Sync" />
         <div class="app" data-hydrated=move || hydrated.get().to_string()>
             <Router>
-                <header class="topbar">
-                    <a class="brand" href="/">"PFA Sync"</a>
-                    <nav class="nav">
-                        <a href="/orgs">"Organizations"</a>
-                        <components::session_nav::SessionNav />
-                    </nav>
-                </header>
+                {top_bar().into_any()}
                 <main class="content">
                     <Routes fallback=pages::not_found::NotFound>
                         <Route path=StaticSegment("") view={Lazy::<pages::lazy::HomeRoute>::new()} />
@@ -72,5 +66,22 @@ pub fn App() -> impl IntoView {
                 </main>
             </Router>
         </div>
+    }
+}
+
+/// The top bar, erased into an `AnyView` by its caller. Everything above the router hydrates
+/// asynchronously (`hydrate_lazy`, which the lazy routes need), and an erased view hydrates
+/// synchronously (vendor/tachys/PATCHED.md), so the bundle carries no async hydration of the
+/// top bar's views: 3.0 KB less gzip. (The same for the page's `<Stylesheet>` and `<Title>`
+/// made the bundle larger, and so did erasing the records page.)
+fn top_bar() -> impl IntoView {
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"PFA Sync"</a>
+            <nav class="nav">
+                <a href="/orgs">"Organizations"</a>
+                <components::session_nav::SessionNav />
+            </nav>
+        </header>
     }
 }
