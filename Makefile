@@ -96,17 +96,17 @@ wasm-opt:
 	  { echo "installing wasm-opt from npm binaryen@$(BINARYEN_VERSION)"; \
 	    npm install --global --no-fund --no-audit binaryen@$(BINARYEN_VERSION); }
 
+# $(call apt-install,<package>,<who needs it>): installs a Debian package with apt when run as
+# root; otherwise says which command to run, and fails.
+apt-install = if [ "$$(id -u)" = 0 ]; then echo "installing Debian's $(1)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+	  else echo "$(2) needs Debian's $(1): run 'sudo apt-get install $(1)'"; exit 1; fi
+
 chromium:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian's chromium"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "Playwright needs Debian's chromium at /usr/bin/chromium: run 'sudo apt-get install chromium'"; exit 1; fi; }
+	@test -x /usr/bin/chromium || { $(call apt-install,chromium,Playwright (at /usr/bin/chromium)); }
 
 zopfli:
-	@command -v zopfli >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian's zopfli"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zopfli >/dev/null; \
-	  else echo "the release site needs zopfli: run 'sudo apt-get install zopfli'"; exit 1; fi; }
+	@command -v zopfli >/dev/null || { $(call apt-install,zopfli,The release site); }
 
 e2e-deps: end2end/node_modules/.installed
 

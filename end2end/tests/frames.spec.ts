@@ -1,5 +1,5 @@
 import { test, expect, signIn } from './fixtures';
-import { inBackground, useServer } from './support/server';
+import { inBackground, RELEASE, useServer } from './support/server';
 import type { CDPSession, Page } from '@playwright/test';
 import { cpus, loadavg } from 'node:os';
 import { spawn } from 'node:child_process';
@@ -71,7 +71,7 @@ const JITTER_MS = 1;
  * Runs of a phase at most, to tell the page's late frames from the machine's
  * (measureUntilOnTime); one on the debug build, where nothing is asserted.
  */
-const ATTEMPTS = process.env.E2E_BUILD === 'release' ? 3 : 1;
+const ATTEMPTS = RELEASE ? 3 : 1;
 /**
  * User-timing marks that the page sets where a phase's own work starts and ends: only frames
  * between them are counted, so that the test's own DevTools commands before and after (setting
@@ -301,7 +301,7 @@ test('the 2,000-row grid scrolls and a burst of 1,000 events is absorbed within 
   info.annotations.push({ type: 'burst', description: JSON.stringify({ runs: bursts.runs, publishMs, load }) });
   for (const [i, run] of scrolls.runs.entries()) console.log(`frame budget (${load}): scroll run ${i + 1} ${JSON.stringify(run)}`);
   for (const [i, run] of bursts.runs.entries()) console.log(`frame budget (${load}): burst run ${i + 1} of 1000 in ${publishMs[i]} ms ${JSON.stringify(run)}`);
-  if (process.env.E2E_BUILD === 'release') {
+  if (RELEASE) {
     // The card's budget: every frame on time and no long task, in a run of each phase (the
     // scroll crosses the 2,000 rows in about 180 frames; the burst lasts more than a second).
     expect(scroll.frames, 'frames while scrolling').toBeGreaterThan(150);

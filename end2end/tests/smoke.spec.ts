@@ -1,9 +1,13 @@
 import { test, expect, waitForHydration, signIn } from './fixtures';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { SITE_ROOT, useServer } from './support/server';
+import { RELEASE, SITE_ROOT, useServer } from './support/server';
 
-const RELEASE = process.env.E2E_BUILD === 'release';
+/** The main wasm module on disk, or its precompressed copy for a content encoding. */
+function wasmFile(encoding?: 'br' | 'gzip'): string {
+  const suffix = encoding === undefined ? '' : encoding === 'br' ? '.br' : '.gz';
+  return join(SITE_ROOT, 'pkg', `pfa-sync.wasm${suffix}`);
+}
 
 useServer();
 
@@ -26,17 +30,16 @@ test('the start page is server-rendered, then hydrates and reacts to a click', a
 });
 
 test('the wasm bundle is served compressed', async ({ request }) => {
-  for (const encoding of ['br', 'gzip']) {
+  for (const encoding of ['br', 'gzip'] as const) {
     const response = await request.get('/pkg/pfa-sync.wasm', { headers: { 'accept-encoding': encoding } });
     expect(response.status()).toBe(200);
     expect(response.headers()['content-encoding']).toBe(encoding);
     expect(response.headers()['content-type']).toBe('application/wasm');
     // Whichever way it was compressed, it decodes to the module on disk.
-    expect(Buffer.compare(await response.body(), readFileSync(join(SITE_ROOT, 'pkg', 'pfa-sync.wasm')))).toBe(0);
+    expect(Buffer.compare(await response.body(), readFileSync(wasmFile()))).toBe(0);
     if (RELEASE) {
       // `make site-release` precompressed it: the server sends that copy as it is.
-      const copy = statSync(join(SITE_ROOT, 'pkg', `pfa-sync.wasm.${encoding === 'br' ? 'br' : 'gz'}`));
-      expect(Number(response.headers()['content-length'])).toBe(copy.size);
+      expect(Number(response.headers()['content-length'])).toBe(statSync(wasmFile(encoding)).size);
     }
   }
 });
@@ -48,10 +51,10 @@ test('the browser downloads the release bundle as its precompressed copy and hyd
   const response = await wasm;
   // Chromium offers brotli (on loopback over plain HTTP too: "gzip, deflate, br, zstd").
   const accepted = (await response.request().headerValue('accept-encoding')) ?? '';
-  const [encoding, suffix] = /\bbr\b/.test(accepted) ? ['br', 'br'] : ['gzip', 'gz'];
+  const encoding = /\bbr\b/.test(accepted) ? 'br' : 'gzip';
   expect(await response.headerValue('content-encoding')).toBe(encoding);
   const sizes = await response.request().sizes();
-  expect(sizes.responseBodySize).toBe(statSync(join(SITE_ROOT, 'pkg', `pfa-sync.wasm.${suffix}`)).size);
+  expect(sizes.responseBodySize).toBe(statSync(wasmFile(encoding)).size);
   await waitForHydration(page);
   await page.getByTestId('check-health').click();
   await expect(page.getByTestId('health-result')).toContainText('Server ok · database ok');

@@ -13,6 +13,8 @@ import { join, resolve } from 'node:path';
 
 export const BIN = process.env.E2E_BIN ?? resolve(__dirname, '../../../target/debug/pfa-sync');
 export const SITE_ROOT = process.env.E2E_SITE_ROOT ?? resolve(__dirname, '../../../target/site');
+/** Whether the specs run against the release build (`make test-e2e-release`). */
+export const RELEASE = process.env.E2E_BUILD === 'release';
 
 /** A free loopback port, picked synchronously so that `test.use({ baseURL })` can name it. */
 export function freePort(): number {
