@@ -88,7 +88,7 @@ pub fn event_for_publish(body: &Value, org: &str) -> Result<SyncEvent, FieldErro
     };
     let timestamp = match obj.get("timestamp") {
         None | Some(Value::Null) => Some(Utc::now()),
-        Some(Value::String(s)) => timestamp::parse(s).ok().or_else(|| {
+        Some(Value::String(s)) => timestamp::parse(s).or_else(|| {
             errors.insert("timestamp".into(), "must be an RFC 3339 date-time".into());
             None
         }),
