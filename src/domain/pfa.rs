@@ -1,15 +1,16 @@
 //! The PFA record (one piece of equipment on a project), its editable fields, and the
 //! validation of a change ("delta") against a record. Pure.
 
+use crate::protocol::text::{deserialize_named, Named};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Field name -> what is wrong with it.
 pub type FieldErrors = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Source {
     Rental,
     Purchase,
@@ -18,18 +19,37 @@ pub enum Source {
 impl Source {
     /// The wire name, as the grid shows it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rental => "Rental",
-            Self::Purchase => "Purchase",
-        }
+        Self::NAMES[self as usize]
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl Named for Source {
+    const ALL: &'static [Self] = &[Self::Rental, Self::Purchase];
+    const NAMES: &'static [&'static str] = &["Rental", "Purchase"];
+}
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum Dor {
     BEO,
     PROJECT,
+}
+
+impl Named for Dor {
+    const ALL: &'static [Self] = &[Self::BEO, Self::PROJECT];
+    const NAMES: &'static [&'static str] = &["BEO", "PROJECT"];
+}
+
+impl<'de> Deserialize<'de> for Dor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d)
+    }
 }
 
 /// One PFA record as pfa-sync stores it.
@@ -345,6 +365,26 @@ impl PfaRecord {
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn source_and_dor_read_back_what_they_write_and_nothing_else() {
+        for s in [Source::Rental, Source::Purchase] {
+            let json = serde_json::to_value(s).unwrap();
+            assert_eq!(json, s.as_str());
+            assert_eq!(serde_json::from_value::<Source>(json).unwrap(), s);
+        }
+        for d in [Dor::BEO, Dor::PROJECT] {
+            let json = serde_json::to_value(d).unwrap();
+            assert_eq!(serde_json::from_value::<Dor>(json).unwrap(), d);
+        }
+        let error = serde_json::from_value::<Source>(json!("Lease")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown variant `Lease`, expected `Rental` or `Purchase`"
+        );
+        assert!(serde_json::from_value::<Dor>(json!("beo")).is_err());
+        assert!(serde_json::from_value::<Dor>(json!(null)).is_err());
+    }
 
     #[test]
     fn a_source_is_shown_by_its_wire_name() {

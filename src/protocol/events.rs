@@ -1,12 +1,13 @@
 //! `SyncEvent`, exactly as the quick-reference card defines it, plus `seq` and
 //! `organizationId`, which the server assigns when it publishes.
 
+use super::text::{deserialize_named, Named};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// The five event types of the card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SyncEventType {
     SyncStarted,
@@ -27,23 +28,34 @@ impl SyncEventType {
 
     /// The wire name, e.g. `SYNC_PROGRESS`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SyncStarted => "SYNC_STARTED",
-            Self::SyncProgress => "SYNC_PROGRESS",
-            Self::SyncSuccess => "SYNC_SUCCESS",
-            Self::SyncConflict => "SYNC_CONFLICT",
-            Self::SyncFailed => "SYNC_FAILED",
-        }
+        <Self as Named>::NAMES[self as usize]
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+        Self::from_name(raw)
     }
 
     /// Progress may be coalesced (latest per job wins) under backpressure; every other event
     /// is delivered or the connection is closed with 4008.
     pub fn is_coalescible(self) -> bool {
         self == Self::SyncProgress
+    }
+}
+
+impl Named for SyncEventType {
+    const ALL: &'static [Self] = &Self::ALL;
+    const NAMES: &'static [&'static str] = &[
+        "SYNC_STARTED",
+        "SYNC_PROGRESS",
+        "SYNC_SUCCESS",
+        "SYNC_CONFLICT",
+        "SYNC_FAILED",
+    ];
+}
+
+impl<'de> Deserialize<'de> for SyncEventType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d)
     }
 }
 
@@ -92,6 +104,24 @@ impl SyncEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_types_read_back_what_they_write_and_nothing_else() {
+        for t in SyncEventType::ALL {
+            let json = serde_json::to_value(t).unwrap();
+            assert_eq!(json, t.as_str());
+            assert_eq!(serde_json::from_value::<SyncEventType>(json).unwrap(), t);
+        }
+        let error = serde_json::from_str::<SyncEventType>(r#""SYNC_DONE""#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("unknown variant `SYNC_DONE`, expected one of `SYNC_STARTED`"),
+            "{error}"
+        );
+        assert!(serde_json::from_str::<SyncEventType>(r#"{"SYNC_STARTED": null}"#).is_err());
+        assert!(serde_json::from_str::<SyncEventType>("3").is_err());
+    }
 
     pub(crate) const CARD_EXAMPLES: [(&str, &str); 5] = [
         ("SYNC_STARTED", include_str!("fixtures/sync_started.json")),

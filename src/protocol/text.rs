@@ -2,6 +2,11 @@
 //! `#[serde(with = ...)]`. A type says how it is written and read ([`Text`]); the functions
 //! here (and [`option`], for `null` or a value) do the rest. `domain::date` and
 //! [`super::timestamp`] re-export them, so a field names its form: `with = "...::date"`.
+//!
+//! Enums written as one of a few names ([`Named`]: `Rental`, `SYNC_PROGRESS`) are read by
+//! [`deserialize_named`] instead of serde's derive, whose enum machinery (a field visitor and
+//! an enum visitor per type, for the map form `{"Rental": null}` that serde_json accepts too)
+//! was 1.3 to 1.7 KB of the wasm per enum.
 
 use serde::{de, Deserialize, Deserializer, Serializer};
 use std::marker::PhantomData;
@@ -36,6 +41,39 @@ impl<T: Text> de::Visitor<'_> for TextVisitor<T> {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
         T::from_text(v)
+    }
+}
+
+/// An enum written on the wire as one of its [`NAMES`](Named::NAMES).
+pub trait Named: Copy + 'static {
+    /// Every value, in the order of [`NAMES`](Named::NAMES).
+    const ALL: &'static [Self];
+    /// The wire names, in the order of [`ALL`](Named::ALL).
+    const NAMES: &'static [&'static str];
+
+    /// The value a wire name stands for.
+    fn from_name(name: &str) -> Option<Self> {
+        let i = Self::NAMES.iter().position(|n| *n == name)?;
+        Some(Self::ALL[i])
+    }
+}
+
+/// `impl Deserialize` of a [`Named`] enum: its name, else serde's "unknown variant" error.
+pub fn deserialize_named<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_str(NamedVisitor(PhantomData))
+}
+
+struct NamedVisitor<T>(PhantomData<T>);
+
+impl<T: Named> de::Visitor<'_> for NamedVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a variant name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_name(v).ok_or_else(|| E::unknown_variant(v, T::NAMES))
     }
 }
 
