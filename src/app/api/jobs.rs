@@ -476,7 +476,7 @@ mod command_socket {
                 let Some(raw) = event.data().as_string() else {
                     return;
                 };
-                let Ok(frame) = serde_json::from_str::<Value>(&raw) else {
+                let Ok(frame) = serde_json::from_slice::<Value>(raw.as_bytes()) else {
                     return;
                 };
                 let message = frame

@@ -157,7 +157,8 @@ pub fn use_draft_management(
             let org = org.get();
             let saved = storage()
                 .and_then(|s| s.get_item(&storage_key(&org)).ok().flatten())
-                .and_then(|raw| serde_json::from_str::<PendingEdits>(&raw).ok())
+                // `from_slice`: the one serde_json reader in the wasm (see hooks::sync_status).
+                .and_then(|raw| serde_json::from_slice::<PendingEdits>(raw.as_bytes()).ok())
                 .unwrap_or_default();
             pending.set(saved);
         });

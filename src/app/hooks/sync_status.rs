@@ -331,14 +331,18 @@ mod browser {
         kind: std::borrow::Cow<'a, str>,
     }
 
+    /// Frames are read with `from_slice`, as every JSON the browser reads: serde_json's
+    /// deserializer is generic over its reader, and `from_str` would put a second copy of it
+    /// (and of every type it reads) in the wasm.
     fn handle_frame(shared: &Shared, text: &str) {
-        let Ok(head) = serde_json::from_str::<Head>(text) else {
+        let Ok(head) = serde_json::from_slice::<Head>(text.as_bytes()) else {
             return;
         };
         shared.borrow_mut().machine.frame_received(now());
         match head.kind.as_ref() {
             "CONNECTED" => {
-                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                let value: serde_json::Value =
+                    serde_json::from_slice(text.as_bytes()).unwrap_or_default();
                 if let Some(secs) = value.get("heartbeatIntervalSecs").and_then(|v| v.as_u64()) {
                     shared.borrow_mut().machine.set_heartbeat_interval(secs);
                 }
@@ -349,7 +353,8 @@ mod browser {
                 }
             }
             "RESYNC_REQUIRED" => {
-                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                let value: serde_json::Value =
+                    serde_json::from_slice(text.as_bytes()).unwrap_or_default();
                 let mut inner = shared.borrow_mut();
                 inner.machine.reset_seq();
                 if let Some(seq) = value.get("seq").and_then(|v| v.as_u64()) {
@@ -359,7 +364,7 @@ mod browser {
             "HEARTBEAT" | "COMMAND_RESULT" | "ERROR" => {}
             // A sync event is decoded straight into its type (one pass, no JSON tree).
             _ => {
-                if let Ok(event) = serde_json::from_str::<SyncEvent>(text) {
+                if let Ok(event) = serde_json::from_slice::<SyncEvent>(text.as_bytes()) {
                     if let Some(seq) = event.seq {
                         shared.borrow_mut().machine.record_seq(seq);
                     }
