@@ -41,6 +41,13 @@ pub enum Dor {
     PROJECT,
 }
 
+impl Dor {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 impl Named for Dor {
     const ALL: &'static [Self] = &[Self::BEO, Self::PROJECT];
     const NAMES: &'static [&'static str] = &["BEO", "PROJECT"];
@@ -254,10 +261,15 @@ impl Delta {
     /// The record with the delta applied, checked against the domain rules.
     pub fn apply(&self, record: &PfaRecord) -> Result<PfaRecord, FieldErrors> {
         let mut next = record.clone();
-        for (field, value) in &self.0 {
-            next.set(*field, value).expect("values were parsed");
-        }
         let mut errors = FieldErrors::new();
+        for (field, value) in &self.0 {
+            // `Delta::parse` checked the values, so this does not fail; if it did, the field
+            // would say why. (No `expect`: its message would put `String`'s `Debug` formatting,
+            // with core's Unicode escape tables, in the wasm.)
+            if let Err(e) = next.set(*field, value) {
+                errors.insert(field.as_str().to_owned(), e);
+            }
+        }
         if next.forecast_end < next.forecast_start {
             errors.insert(
                 "forecastEnd".into(),
@@ -306,8 +318,8 @@ impl PfaRecord {
             F::ForecastEnd => date(self.forecast_end),
             F::ForecastCategory => Value::String(self.forecast_category.clone()),
             F::Category => Value::String(self.category.clone()),
-            F::Source => serde_json::to_value(self.source).expect("enum"),
-            F::Dor => serde_json::to_value(self.dor).expect("enum"),
+            F::Source => Value::from(self.source.as_str()),
+            F::Dor => Value::from(self.dor.as_str()),
             F::MonthlyRate => self.monthly_rate.map(Value::from).unwrap_or(Value::Null),
             F::PurchasePrice => self.purchase_price.map(Value::from).unwrap_or(Value::Null),
             F::Equipment => Value::String(self.equipment.clone()),
@@ -375,6 +387,7 @@ pub(crate) mod tests {
         }
         for d in [Dor::BEO, Dor::PROJECT] {
             let json = serde_json::to_value(d).unwrap();
+            assert_eq!(json, d.as_str());
             assert_eq!(serde_json::from_value::<Dor>(json).unwrap(), d);
         }
         let error = serde_json::from_value::<Source>(json!("Lease")).unwrap_err();
