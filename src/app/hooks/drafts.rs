@@ -247,7 +247,8 @@ impl DraftManagement {
         leptos::task::spawn_local(async move {
             match records::discard_drafts(&org).await {
                 Ok(answer) => {
-                    toasts.info(format!("Discarded {} draft(s)", answer["discarded"]));
+                    let discarded = answer["discarded"].as_u64().unwrap_or(0);
+                    toasts.info(format!("Discarded {discarded} draft(s)"));
                     changed.run(());
                 }
                 Err(error) => toasts.error(format!("Discard failed: {error}")),
@@ -260,10 +261,8 @@ impl DraftManagement {
         leptos::task::spawn_local(async move {
             match records::commit_drafts(&org).await {
                 Ok(answer) => {
-                    toasts.info(format!(
-                        "Sync started: {} record(s)",
-                        answer["job"]["total"]
-                    ));
+                    let total = answer["job"]["total"].as_u64().unwrap_or(0);
+                    toasts.info(format!("Sync started: {total} record(s)"));
                     changed.run(());
                 }
                 Err(error) => toasts.error(format!("Commit failed: {error}")),

@@ -35,7 +35,9 @@ pub fn as_text(value: &Value) -> String {
                 None => text,
             }
         }
-        other => other.to_string(),
+        // Not a field's type: shown as JSON (through `to_string`, as the rest of the wasm
+        // writes JSON, rather than `Value`'s `Display`, which is another copy of the writer).
+        other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 
@@ -53,7 +55,8 @@ pub fn parse_input(kind: &str, raw: &str) -> Value {
 
 /// A number as a number input gives it (`12`, `-3.5`, `.5`, `1e3`), read as JSON reads
 /// numbers; JSON has no leading `+` or `.` and no trailing `.`, which are added or removed
-/// first. Out of range (`1e400`) or not a number (`inf`) gives `None`.
+/// first. Out of range (`1e400`) or not a number (`inf`) gives `None`. (Read with `from_slice`,
+/// serde_json's one reader in the wasm, rather than `Number`'s `FromStr`, which is another.)
 fn parse_number(raw: &str) -> Option<serde_json::Number> {
     let (sign, digits) = match raw.strip_prefix('-') {
         Some(rest) => ("-", rest),
@@ -66,7 +69,7 @@ fn parse_number(raw: &str) -> Option<serde_json::Number> {
     }
     let lead = if digits.starts_with('.') { "0" } else { "" };
     let tail = if digits.ends_with('.') { "0" } else { "" };
-    format!("{sign}{lead}{digits}{tail}").parse().ok()
+    serde_json::from_slice(format!("{sign}{lead}{digits}{tail}").as_bytes()).ok()
 }
 
 /// How a cell is marked besides its colour.
@@ -186,6 +189,8 @@ mod tests {
         assert_eq!(as_text(&json!(-3.0)), "-3");
         assert_eq!(as_text(&Value::Null), "");
         assert_eq!(as_text(&json!("<b>x</b>")), "<b>x</b>");
+        assert_eq!(as_text(&json!(true)), "true");
+        assert_eq!(as_text(&json!(["a", 1])), r#"["a",1]"#);
     }
 
     #[test]
@@ -196,7 +201,9 @@ mod tests {
         assert_eq!(parse_input("number", "-.25"), Value::from(-0.25));
         assert_eq!(parse_input("number", "+7."), Value::from(7.0));
         assert_eq!(parse_input("number", "1e3"), Value::from(1000.0));
-        for bad in ["1e400", "inf", "NaN", "1,5", "--1", ".", "-"] {
+        for bad in [
+            "1e400", "inf", "NaN", "1,5", "--1", ".", "-", "1 5", "12abc", "0x10", "1.2.3",
+        ] {
             assert_eq!(
                 parse_input("number", bad),
                 Value::String(bad.into()),
