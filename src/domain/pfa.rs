@@ -1,9 +1,9 @@
 //! The PFA record (one piece of equipment on a project), its editable fields, and the
 //! validation of a change ("delta") against a record. Pure.
 
-use crate::protocol::text::{deserialize_named, Named};
+use crate::protocol::text::named;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -16,23 +16,10 @@ pub enum Source {
     Purchase,
 }
 
-impl Source {
-    /// The wire name, as the grid shows it.
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
-
-impl Named for Source {
-    const ALL: &'static [Self] = &[Self::Rental, Self::Purchase];
-    const NAMES: &'static [&'static str] = &["Rental", "Purchase"];
-}
-
-impl<'de> Deserialize<'de> for Source {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_named(d)
-    }
-}
+named!(Source {
+    Rental => "Rental",
+    Purchase => "Purchase",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[allow(clippy::upper_case_acronyms)]
@@ -41,23 +28,10 @@ pub enum Dor {
     PROJECT,
 }
 
-impl Dor {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
-
-impl Named for Dor {
-    const ALL: &'static [Self] = &[Self::BEO, Self::PROJECT];
-    const NAMES: &'static [&'static str] = &["BEO", "PROJECT"];
-}
-
-impl<'de> Deserialize<'de> for Dor {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_named(d)
-    }
-}
+named!(Dor {
+    BEO => "BEO",
+    PROJECT => "PROJECT",
+});
 
 /// One PFA record as pfa-sync stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

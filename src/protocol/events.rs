@@ -1,9 +1,9 @@
 //! `SyncEvent`, exactly as the quick-reference card defines it, plus `seq` and
 //! `organizationId`, which the server assigns when it publishes.
 
-use super::text::{deserialize_named, Named};
+use super::text::{named, Named};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The five event types of the card.
@@ -26,11 +26,6 @@ impl SyncEventType {
         Self::SyncFailed,
     ];
 
-    /// The wire name, e.g. `SYNC_PROGRESS`.
-    pub fn as_str(self) -> &'static str {
-        <Self as Named>::NAMES[self as usize]
-    }
-
     pub fn parse(raw: &str) -> Option<Self> {
         Self::from_name(raw)
     }
@@ -42,22 +37,13 @@ impl SyncEventType {
     }
 }
 
-impl Named for SyncEventType {
-    const ALL: &'static [Self] = &Self::ALL;
-    const NAMES: &'static [&'static str] = &[
-        "SYNC_STARTED",
-        "SYNC_PROGRESS",
-        "SYNC_SUCCESS",
-        "SYNC_CONFLICT",
-        "SYNC_FAILED",
-    ];
-}
-
-impl<'de> Deserialize<'de> for SyncEventType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_named(d)
-    }
-}
+named!(SyncEventType {
+    SyncStarted => "SYNC_STARTED",
+    SyncProgress => "SYNC_PROGRESS",
+    SyncSuccess => "SYNC_SUCCESS",
+    SyncConflict => "SYNC_CONFLICT",
+    SyncFailed => "SYNC_FAILED",
+});
 
 /// One step of a sync job, streamed to every browser of the organization.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

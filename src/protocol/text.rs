@@ -58,6 +58,33 @@ pub trait Named: Copy + 'static {
     }
 }
 
+/// `named!(Type { Variant => "name", ... })` makes a fieldless enum [`Named`], read by name
+/// (`impl Deserialize` through [`deserialize_named`]), with `as_str` for its wire name.
+macro_rules! named {
+    ($t:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $crate::protocol::text::Named for $t {
+            const ALL: &'static [Self] = &[$(Self::$variant),+];
+            const NAMES: &'static [&'static str] = &[$($name),+];
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::protocol::text::deserialize_named(d)
+            }
+        }
+
+        impl $t {
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use named;
+
 /// `impl Deserialize` of a [`Named`] enum: its name, else serde's "unknown variant" error.
 pub fn deserialize_named<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
     d.deserialize_str(NamedVisitor(PhantomData))
