@@ -5,7 +5,7 @@
 //! the wasm), and the accepted form is exactly the one the error message names (chrono's
 //! parser also took `2025-1-5`, `+2025-01-05` and a trailing space).
 
-use crate::protocol::text::Text;
+use crate::protocol::text::{digits, Text};
 use chrono::{Datelike, NaiveDate};
 use serde::de;
 
@@ -15,11 +15,7 @@ pub fn parse(s: &str) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let number = |range: std::ops::Range<usize>| {
-        b[range].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
+    let number = |range: std::ops::Range<usize>| digits(&b[range]);
     NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)
 }
 

@@ -44,6 +44,14 @@ impl<T: Text> de::Visitor<'_> for TextVisitor<T> {
     }
 }
 
+/// A run of ASCII digits as a number (the fields of dates and timestamps); `None` if any byte
+/// is not a digit.
+pub(crate) fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
+}
+
 /// An enum written on the wire as one of its [`NAMES`](Named::NAMES).
 pub trait Named: Copy + 'static {
     /// Every value, in the order of [`NAMES`](Named::NAMES).

@@ -5,7 +5,7 @@
 //! dates, rather than with chrono's `parse_from_rfc3339` (3.8 KB of the wasm with its error
 //! messages). The tests check it against chrono's.
 
-use super::text::Text;
+use super::text::{digits, Text};
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, TimeDelta, Utc};
 use serde::de;
 
@@ -39,12 +39,12 @@ pub fn parse(raw: &str) -> Option<DateTime<Utc>> {
         while b.get(at).is_some_and(u8::is_ascii_digit) {
             at += 1;
         }
-        // Nanoseconds: the first nine digits count, the rest are dropped.
-        let kept = &b[start..at.min(start + 9)];
-        nanos = digits(kept)? * 10u32.pow(9 - kept.len() as u32);
         if at == start {
             return None;
         }
+        // Nanoseconds: the first nine digits count, the rest are dropped.
+        let kept = &b[start..at.min(start + 9)];
+        nanos = digits(kept)? * 10u32.pow(9 - kept.len() as u32);
     }
     let offset = match &b[at..] {
         [b'Z' | b'z'] => 0,
@@ -73,13 +73,6 @@ pub fn parse(raw: &str) -> Option<DateTime<Utc>> {
             .checked_sub_signed(TimeDelta::seconds(offset))?
             .and_utc(),
     )
-}
-
-/// A run of ASCII digits as a number.
-fn digits(b: &[u8]) -> Option<u32> {
-    b.iter().try_fold(0u32, |n, &c| {
-        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-    })
 }
 
 /// `#[serde(with = "crate::protocol::timestamp")]`, and `timestamp::option` for `null` or a
