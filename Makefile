@@ -19,7 +19,7 @@ SITE_ROOT := $(CURDIR)/target/site
 RELEASE_SITE_ROOT := $(CURDIR)/target/site-release
 
 .PHONY: help run run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick \
-        site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli e2e-deps fmt lint
+        site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli postgres e2e-deps fmt lint
 
 help: ## Show this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,9 +40,9 @@ site-release: tools
 	LEPTOS_SITE_ROOT="$(RELEASE_SITE_ROOT)" cargo leptos build --release --split --precompress
 	find "$(RELEASE_SITE_ROOT)" -name '*.gz' -print0 | while IFS= read -r -d '' gz; do zopfli -c "$${gz%.gz}" > "$$gz"; done
 
-test: tools e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
+test: tools postgres e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
 
-test-rust: ## Rust unit tests and the black-box tests in tests/
+test-rust: postgres ## Rust unit tests and the black-box tests in tests/ (SQLite and a throwaway PostgreSQL)
 	cargo test --features ssr --locked
 
 test-e2e: test-e2e-debug test-e2e-release ## Playwright against the debug and the release build
@@ -107,6 +107,11 @@ chromium:
 
 zopfli:
 	@command -v zopfli >/dev/null || { $(call apt-install,zopfli,The release site); }
+
+# The throwaway PostgreSQL clusters of the tests and `make run-cluster` run Debian's server
+# binaries, which it keeps off PATH (src/server/store/throwaway.rs).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(call apt-install,postgresql,The throwaway PostgreSQL of the tests); }
 
 e2e-deps: end2end/node_modules/.installed
 

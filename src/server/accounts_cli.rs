@@ -54,11 +54,7 @@ pub async fn add_user(
         bail!("a user named {name:?} already exists");
     }
     let hash = hash_password(password.to_owned()).await?;
-    let user_id = store.create_user(name, &hash).await?;
-    for (org, role) in members {
-        store.set_membership(user_id, &org, role).await?;
-    }
-    Ok(user_id)
+    Ok(store.create_user(name, &hash, &members).await?)
 }
 
 /// Creates a bearer token for `user` and returns it (only its hash is stored).

@@ -3,7 +3,7 @@
 use super::secrets::hash_password;
 use crate::{
     domain::{org::OrgId, role::Role},
-    server::store::Store,
+    server::store::{accounts::CreateUserError, Store},
 };
 
 /// Password of every demo account.
@@ -26,7 +26,9 @@ pub const DEMO_USERS: [(&str, &[(&str, Role)]); 4] = [
     ),
 ];
 
-/// Creates the demo accounts that do not exist yet (hashing in parallel).
+/// Creates the demo accounts that do not exist yet (hashing in parallel). Each is created with
+/// its memberships in one transaction, so instances starting together on an empty database
+/// each create some and skip those another one created first.
 pub async fn ensure_demo_users(store: &Store) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for (name, memberships) in DEMO_USERS {
@@ -39,13 +41,15 @@ pub async fn ensure_demo_users(store: &Store) -> anyhow::Result<()> {
         }
     }
     for (name, memberships, hash) in missing {
-        let user_id = store.create_user(name, &hash.await??).await?;
-        for (org, role) in memberships {
-            store
-                .set_membership(user_id, &OrgId::parse(org)?, *role)
-                .await?;
+        let memberships = memberships
+            .iter()
+            .map(|(org, role)| Ok((OrgId::parse(org)?, *role)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        match store.create_user(name, &hash.await??, &memberships).await {
+            Ok(_) => tracing::info!("created demo user {name}"),
+            Err(CreateUserError::Taken(_)) => {}
+            Err(e) => return Err(e.into()),
         }
-        tracing::info!("created demo user {name}");
     }
     Ok(())
 }

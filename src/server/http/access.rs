@@ -3,7 +3,11 @@
 
 use crate::{
     domain::{org::OrgId, role::Role},
-    server::{auth::Principal, error::AppError, store::Store},
+    server::{
+        auth::Principal,
+        error::AppError,
+        store::{conflicts::AuditEntry, Store},
+    },
 };
 
 /// Checks that the caller is a member of `org` with at least `required`; returns their role.
@@ -16,6 +20,25 @@ pub fn require(principal: &Principal, org: &str, required: Role) -> Result<Role,
         )));
     }
     Ok(role)
+}
+
+/// An entry of the organization's audit trail on behalf of the caller, to be written with the
+/// change it records.
+pub fn audit_entry(
+    org: &str,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        org: org.to_owned(),
+        user_id: Some(principal.user_id),
+        username: principal.username.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail,
+    }
 }
 
 /// Appends an entry to the organization's audit trail on behalf of the caller.

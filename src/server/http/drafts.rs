@@ -1,14 +1,9 @@
 //! Drafts: save in batch (all or nothing), list, discard, and commit into a sync job.
 
-use super::access::{audit, require};
+use super::access::{audit, audit_entry, require};
 use crate::{
     domain::{pfa::Delta, role::Role},
-    server::{
-        auth::Principal,
-        error::AppError,
-        state::AppState,
-        store::{records::NewDraft, sync::NewItem},
-    },
+    server::{auth::Principal, error::AppError, state::AppState, store::records::NewDraft},
 };
 use axum::{
     extract::{rejection::JsonRejection, Path, State},
@@ -163,42 +158,26 @@ pub async fn commit(
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     require(&principal, &org, Role::Planner)?;
     let selection = optional_selection(&body)?;
-    let drafts = state
-        .store
-        .drafts(&org, principal.user_id, selection.pfa_ids.as_deref())
-        .await?;
-    if drafts.is_empty() {
-        return Err(AppError::field("drafts", "there are no drafts to commit"));
-    }
-    let items: Vec<NewItem> = drafts
-        .into_iter()
-        .map(|d| NewItem {
-            pfa_id: d.pfa_id,
-            changes: d.changes,
-            base_version: d.base_version,
-            reason: d.reason.or_else(|| selection.reason.clone()),
-        })
-        .collect();
     let job = state
         .store
-        .create_job(
+        .commit_drafts(
             &org,
             principal.user_id,
             &principal.username,
-            "commit",
+            selection.pfa_ids.as_deref(),
             selection.reason.as_deref(),
-            &items,
+            |job| {
+                audit_entry(
+                    &org,
+                    &principal,
+                    "drafts.commit",
+                    &job.id,
+                    json!({"records": job.total}),
+                )
+            },
         )
-        .await?;
-    audit(
-        &state.store,
-        &org,
-        &principal,
-        "drafts.commit",
-        &job.id,
-        json!({"records": items.len()}),
-    )
-    .await?;
+        .await?
+        .ok_or_else(|| AppError::field("drafts", "there are no drafts to commit"))?;
     state.engine.spawn_runner(&job);
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
 }

@@ -1,13 +1,21 @@
 //! Sync jobs (list and detail) and conflicts (list, one, resolve).
 
-use super::{access::require, records::validation};
+use super::{
+    access::{audit_entry, require},
+    records::validation,
+};
 use crate::{
     domain::{
         pfa::Delta,
         role::Role,
         sync::{JobStatus, Resolution},
     },
-    server::{auth::Principal, error::AppError, state::AppState, store::sync::NewItem},
+    server::{
+        auth::Principal,
+        error::AppError,
+        state::AppState,
+        store::sync::{NewItem, NewJob},
+    },
 };
 use axum::{
     extract::{rejection::JsonRejection, Path, Query, State},
@@ -164,24 +172,13 @@ pub async fn resolve(
         let delta = Delta::parse(&changes).map_err(validation)?;
         delta.apply(&record).map_err(validation)?;
     }
-    // Claim the conflict first, so two racing resolutions cannot both queue a change.
-    if !state
-        .store
-        .resolve_conflict(
-            &id,
-            request.resolution.as_str(),
-            &chosen,
-            &principal.username,
-        )
-        .await?
-    {
-        return Err(AppError::Conflict(format!(
-            "conflict {id} is already resolved"
-        )));
-    }
-    let mut job = None;
-    if !changes.is_empty() {
-        let item = NewItem {
+    let new_job = (!changes.is_empty()).then(|| NewJob {
+        org: org.clone(),
+        user_id: principal.user_id,
+        username: principal.username.clone(),
+        kind: "resolution",
+        reason: None,
+        items: vec![NewItem {
             pfa_id: conflict.pfa_id.clone(),
             changes,
             base_version: record.version,
@@ -189,26 +186,27 @@ pub async fn resolve(
                 "Conflict {id} resolved ({})",
                 request.resolution.as_str()
             )),
-        };
-        let created = state
-            .store
-            .create_job(
-                &org,
-                principal.user_id,
-                &principal.username,
-                "resolution",
-                None,
-                &[item],
-            )
-            .await?;
-        job = Some(created);
-    }
+        }],
+    });
+    // The first of two racing resolutions claims the conflict; the other gets a 409.
+    let job = state
+        .store
+        .resolve_conflict(
+            &id,
+            request.resolution.as_str(),
+            &chosen,
+            &principal.username,
+            new_job,
+            |job| {
+                audit_entry(&org, &principal, "conflict.resolve", &id,
+                    json!({"resolution": request.resolution.as_str(), "jobId": job.map(|j| j.id.clone())}))
+            },
+        )
+        .await?
+        .ok_or_else(|| AppError::Conflict(format!("conflict {id} is already resolved")))?;
     if let Some(job) = &job {
         state.engine.spawn_runner(job);
     }
-    super::access::audit(&state.store, &org, &principal, "conflict.resolve", &id,
-               json!({"resolution": request.resolution.as_str(), "jobId": job.as_ref().map(|j| j.id.clone())}))
-        .await?;
     let conflict = state.store.conflict(&org, &id).await?;
     Ok(Json(json!({ "conflict": conflict, "job": job })))
 }

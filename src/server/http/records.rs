@@ -1,7 +1,7 @@
 //! Records: list (filters, search, sorting, paging; each merged with the caller's draft),
 //! one record, its history, and rollback.
 
-use super::access::{audit, require};
+use super::access::{audit_entry, require};
 use crate::{
     domain::{pfa::Delta, role::Role},
     server::{
@@ -10,7 +10,7 @@ use crate::{
         state::AppState,
         store::{
             records::{Draft, RecordQuery, RecordSort},
-            sync::NewItem,
+            sync::{NewItem, NewJob},
         },
     },
 };
@@ -200,26 +200,26 @@ pub async fn rollback(
         base_version: current.version,
         reason: Some(full_reason.clone()),
     };
+    let new_job = NewJob {
+        org: org.clone(),
+        user_id: principal.user_id,
+        username: principal.username.clone(),
+        kind: "rollback",
+        reason: Some(full_reason),
+        items: vec![item],
+    };
     let job = state
         .store
-        .create_job(
-            &org,
-            principal.user_id,
-            &principal.username,
-            "rollback",
-            Some(&full_reason),
-            &[item],
-        )
+        .create_job(new_job, |job| {
+            audit_entry(
+                &org,
+                &principal,
+                "record.rollback",
+                &pfa_id,
+                json!({"toVersion": request.version, "reason": reason, "jobId": job.id}),
+            )
+        })
         .await?;
-    audit(
-        &state.store,
-        &org,
-        &principal,
-        "record.rollback",
-        &pfa_id,
-        json!({"toVersion": request.version, "reason": reason, "jobId": job.id}),
-    )
-    .await?;
     state.engine.spawn_runner(&job);
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
 }

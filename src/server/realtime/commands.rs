@@ -34,14 +34,14 @@ impl CommandDesk {
         engine: &Engine,
         org: &str,
         role: Role,
-        username: &str,
+        user: (i64, &str),
         command: ClientCommand,
     ) -> ControlFrame {
         let key = (org.to_owned(), command.command_id.clone());
         if let Some(answer) = self.answers.lock().expect("answers lock").by_key.get(&key) {
             return answer.clone();
         }
-        let answer = self.apply(engine, org, role, username, &command).await;
+        let answer = self.apply(engine, org, role, user, &command).await;
         let mut answers = self.answers.lock().expect("answers lock");
         if let Some(first) = answers.by_key.get(&key) {
             return first.clone();
@@ -61,7 +61,7 @@ impl CommandDesk {
         engine: &Engine,
         org: &str,
         role: Role,
-        username: &str,
+        (user_id, username): (i64, &str),
         command: &ClientCommand,
     ) -> ControlFrame {
         let result = |ok: bool, message: String| ControlFrame::CommandResult {
@@ -82,7 +82,10 @@ impl CommandDesk {
             CommandKind::CancelSync => JobCommand::Cancel,
             CommandKind::RetrySync => JobCommand::Retry,
         };
-        match engine.command(org, &command.job_id, kind, username).await {
+        match engine
+            .command(org, &command.job_id, kind, (Some(user_id), username))
+            .await
+        {
             Ok(message) => result(true, message),
             Err(message) => result(false, message),
         }

@@ -50,6 +50,7 @@ pub struct Params {
     pub commands: CommandDesk,
     pub engine: crate::server::sync::engine::Engine,
     pub org: String,
+    pub user_id: i64,
     pub username: String,
     pub role: Role,
     pub session: Option<String>,
@@ -146,12 +147,13 @@ pub async fn serve(io: Io, p: Params) {
     )
     .await;
     let mut receiver = tokio::spawn({
-        let (last_seen, commands, engine, org, role, username) = (
+        let (last_seen, commands, engine, org, role, user_id, username) = (
             last_seen.clone(),
             p.commands.clone(),
             p.engine.clone(),
             p.org.clone(),
             p.role,
+            p.user_id,
             p.username.clone(),
         );
         async move {
@@ -169,7 +171,7 @@ pub async fn serve(io: Io, p: Params) {
                     Ok(Message::Text(text)) => match ClientCommand::parse(&text) {
                         Ok(command) => Outgoing::Frame(
                             commands
-                                .handle(&engine, &org, role, &username, command)
+                                .handle(&engine, &org, role, (user_id, &username), command)
                                 .await,
                         ),
                         Err(error) => Outgoing::Frame(error.to_frame()),

@@ -1,11 +1,13 @@
-//! The per-organization hub: one publish assigns the next `seq`, appends the event to the
-//! persisted log, encodes it once as a WebSocket frame and hands it to the organization's
-//! fan-out shards without waiting for any subscriber. The publish/subscribe seam for a
-//! multi-instance backend is here.
+//! The per-organization hub: it delivers committed events of the log to the organization's
+//! sockets, in seq order, once each. Events reach it from this process's own commits (at once,
+//! after the commit) and, with several instances on PostgreSQL, from the log itself when a
+//! NOTIFY says that another instance committed some (`listener.rs`). Each organization's
+//! sequencer delivers seq `n + 1` after `n` and nothing twice; whatever arrives ahead of a gap
+//! waits while the gap is filled from the log, where every committed event is.
 //!
 //! Fan-out: an organization's subscribers are split over a few shard tasks (one per core).
 //! A shard owns its list of sockets (subscribe and unsubscribe are messages in the same
-//! channel as the frames, so a new subscriber gets exactly the events published after its
+//! channel as the frames, so a new subscriber gets exactly the events delivered after its
 //! head) and writes each batch of frames it has received to each socket with one `writev`
 //! (`Outbox::deliver`). While a shard is busy writing, the next events queue in its channel
 //! and go out together on its next pass: a burst costs one write per socket per pass, not
@@ -14,11 +16,13 @@
 use super::outbox::{Frame, Outbox, Pushed};
 use crate::{
     protocol::events::SyncEvent,
-    server::store::{events::Retention, Store},
+    server::store::{
+        events::{Committed, Retention},
+        Store,
+    },
 };
-use anyhow::Context;
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -26,8 +30,10 @@ use std::{
 };
 use tokio::sync::mpsc;
 
-/// Publishes between two prunes of an organization's log.
-const PRUNE_EVERY: u32 = 256;
+/// Events delivered between two prunes of an organization's log.
+const PRUNE_EVERY: u64 = 256;
+/// Events read from the log per query when a gap is filled or an instance catches up.
+const FILL_PAGE: u32 = 1000;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -47,14 +53,30 @@ struct Inner {
 const SHARD_BATCH: usize = 256;
 
 struct OrgChannel {
-    /// Held across "assign seq, append, fan out" so every subscriber sees the log's order.
-    /// `None` until the head has been read from the store.
-    head: tokio::sync::Mutex<Option<u64>>,
+    org: String,
+    /// Held across "take what is next in seq order, hand it to the shards", and by a new
+    /// subscriber to read the head it starts after: every socket sees the log's order.
+    sequencer: Mutex<Sequencer>,
+    /// Set once the head has been read from the store (the first subscription waits for it).
+    ready: tokio::sync::OnceCell<()>,
     shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
     subscribers: AtomicUsize,
     since_prune: AtomicU64,
-    /// Latest published seq, readable without waiting for a publish in progress.
+    /// Latest delivered seq, readable without the sequencer's lock.
     latest: AtomicU64,
+}
+
+/// An organization's delivery order.
+#[derive(Default)]
+struct Sequencer {
+    /// The last seq handed to the shards; None until the head is read.
+    delivered: Option<u64>,
+    /// Events that came ahead of a gap (or before the head was read), by seq.
+    pending: BTreeMap<u64, Frame>,
+    /// A task is reading the log for this organization.
+    filling: bool,
+    /// More may be in the log than the running fill has seen (a NOTIFY, a reconnect).
+    wanted: bool,
 }
 
 enum ShardMsg {
@@ -70,7 +92,9 @@ impl OrgChannel {
             .unwrap_or(2)
             .clamp(1, 16);
         Self {
-            head: tokio::sync::Mutex::new(None),
+            org: org.to_owned(),
+            sequencer: Mutex::default(),
+            ready: tokio::sync::OnceCell::new(),
             shards: (0..shards)
                 .map(|_| {
                     let (tx, rx) = mpsc::unbounded_channel();
@@ -87,8 +111,55 @@ impl OrgChannel {
     fn shard(&self, id: u64) -> &mpsc::UnboundedSender<ShardMsg> {
         &self.shards[(id % self.shards.len() as u64) as usize]
     }
-}
 
+    fn frame(event: &Committed) -> Frame {
+        Frame::event(
+            event.seq,
+            event.job_id.as_str().into(),
+            event.coalescible,
+            event.payload.clone(),
+        )
+    }
+
+    /// Takes committed events of this organization (in any order, possibly seen before);
+    /// delivers what is next in seq order. True when a gap is left for the log to fill.
+    fn offer<'a>(&self, events: impl IntoIterator<Item = &'a Committed>) -> bool {
+        let mut sequencer = self.sequencer.lock().expect("sequencer lock");
+        for event in events {
+            if sequencer.delivered.is_none_or(|d| event.seq > d) {
+                sequencer
+                    .pending
+                    .entry(event.seq)
+                    .or_insert_with(|| Self::frame(event));
+            }
+        }
+        self.drain(&mut sequencer)
+    }
+
+    /// Hands the shards every pending event that follows the delivered one; true when events
+    /// wait behind a gap and no fill is running yet (the caller starts one).
+    fn drain(&self, sequencer: &mut Sequencer) -> bool {
+        let Some(mut delivered) = sequencer.delivered else {
+            return false;
+        };
+        let before = delivered;
+        while let Some(frame) = sequencer.pending.remove(&(delivered + 1)) {
+            delivered += 1;
+            for shard in &self.shards {
+                let _ = shard.send(ShardMsg::Frame(frame.clone()));
+            }
+        }
+        sequencer.delivered = Some(delivered);
+        self.latest.store(delivered, Ordering::Relaxed);
+        self.since_prune
+            .fetch_add(delivered - before, Ordering::Relaxed);
+        if !sequencer.pending.is_empty() && !sequencer.filling {
+            sequencer.filling = true;
+            return true;
+        }
+        false
+    }
+}
 /// One shard of an organization's subscribers: writes every frame to every socket it owns,
 /// batching what arrived while it was writing. Ends when the organization's channel is gone.
 async fn run_shard(org: String, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
@@ -235,63 +306,183 @@ impl Hub {
         self.inner.orgs.lock().expect("orgs lock").get(org).cloned()
     }
 
-    async fn load_head(&self, org: &str, slot: &mut Option<u64>) -> anyhow::Result<u64> {
-        if let Some(head) = *slot {
-            return Ok(head);
-        }
-        let head = self.inner.store.latest_seq(org).await?;
-        *slot = Some(head);
-        if let Some(channel) = self.channel_if_exists(org) {
-            channel.latest.fetch_max(head, Ordering::Relaxed);
-        }
-        Ok(head)
-    }
-
-    /// Publishes `event` to `org`: assigns `seq` and `organizationId`, logs it, fans it out.
-    /// Returns the event as sent.
-    #[tracing::instrument(skip(self, event), fields(kind = event.kind.as_str(), job = %event.job_id))]
-    pub async fn publish(&self, org: &str, mut event: SyncEvent) -> anyhow::Result<SyncEvent> {
+    /// The channel of `org`, once its head has been read from the store.
+    async fn ready_channel(&self, org: &str) -> anyhow::Result<Arc<OrgChannel>> {
         let channel = self.channel(org);
-        let mut head_slot = channel.head.lock().await;
-        let head = self.load_head(org, &mut head_slot).await?;
-        let seq = head + 1;
-        event.seq = Some(seq);
-        event.organization_id = Some(org.to_owned());
-        let text = serde_json::to_string(&event).context("serialize event")?;
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        self.inner
-            .store
-            .append_event(org, seq, event.kind.as_str(), &event.job_id, &text, now_ms)
-            .await
-            .context("append to the event log")?;
-        *head_slot = Some(seq);
-        channel.latest.store(seq, Ordering::Relaxed);
-
-        let frame = Frame::event(
-            seq,
-            event.job_id.as_str().into(),
-            event.kind.is_coalescible(),
-            text,
-        );
-        for shard in &channel.shards {
-            let _ = shard.send(ShardMsg::Frame(frame.clone()));
-        }
-        drop(head_slot);
-
-        if channel.since_prune.fetch_add(1, Ordering::Relaxed) + 1 >= u64::from(PRUNE_EVERY) {
-            channel.since_prune.store(0, Ordering::Relaxed);
-            let (hub, org) = (self.clone(), org.to_owned());
-            tokio::spawn(async move { hub.prune(&org, seq).await });
-        }
-        Ok(event)
+        channel
+            .ready
+            .get_or_try_init(|| async {
+                let head = self.inner.store.latest_seq(org).await?;
+                let fill = {
+                    let mut sequencer = channel.sequencer.lock().expect("sequencer lock");
+                    sequencer.delivered = Some(head);
+                    sequencer.pending = sequencer.pending.split_off(&(head + 1));
+                    channel.drain(&mut sequencer)
+                };
+                if fill {
+                    self.spawn_fill(channel.clone());
+                }
+                anyhow::Ok(())
+            })
+            .await?;
+        Ok(channel)
     }
 
-    async fn prune(&self, org: &str, head: u64) {
+    /// Delivers events this process has committed (in commit order) to their organizations'
+    /// subscribers. An organization nobody here subscribes to is skipped: a first subscriber
+    /// starts from the stored head.
+    pub fn deliver(&self, committed: &[Committed]) {
+        let mut start = 0;
+        while start < committed.len() {
+            let org = &committed[start].org;
+            let end = committed[start..]
+                .iter()
+                .position(|c| &c.org != org)
+                .map_or(committed.len(), |n| start + n);
+            if let Some(channel) = self.channel_if_exists(org) {
+                if channel.offer(&committed[start..end]) {
+                    self.spawn_fill(channel.clone());
+                }
+                self.maybe_prune(&channel);
+            }
+            start = end;
+        }
+    }
+
+    /// Another process committed events of `org` up to `head` (a NOTIFY): read them from the
+    /// log. After a lost listener connection, every organization catches up (`None`).
+    pub fn catch_up(&self, org: Option<&str>) {
+        let channels: Vec<Arc<OrgChannel>> = match org {
+            Some(org) => self.channel_if_exists(org).into_iter().collect(),
+            None => self
+                .inner
+                .orgs
+                .lock()
+                .expect("orgs lock")
+                .values()
+                .cloned()
+                .collect(),
+        };
+        for channel in channels {
+            let start = {
+                let mut sequencer = channel.sequencer.lock().expect("sequencer lock");
+                sequencer.wanted = true;
+                !std::mem::replace(&mut sequencer.filling, true)
+            };
+            if start {
+                self.spawn_fill(channel);
+            }
+        }
+    }
+
+    /// Reads the log after the delivered seq until it has nothing more, offering what it reads,
+    /// while events wait behind a gap or a catch-up is wanted.
+    fn spawn_fill(&self, channel: Arc<OrgChannel>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut idle_reads = 0u32;
+            loop {
+                let after = {
+                    let mut sequencer = channel.sequencer.lock().expect("sequencer lock");
+                    sequencer.wanted = false;
+                    sequencer.delivered
+                };
+                let Some(after) = after else {
+                    // The head is not read yet: the first subscription reads it and drains.
+                    channel.sequencer.lock().expect("sequencer lock").filling = false;
+                    return;
+                };
+                let page = match hub
+                    .inner
+                    .store
+                    .committed_after(&channel.org, after, FILL_PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(org = channel.org, "cannot read the event log: {e:#}");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                if let Some(first) = page.first() {
+                    if first.seq > after + 1 {
+                        // Pruned before this process delivered them: they cannot be sent.
+                        tracing::warn!(
+                            org = channel.org,
+                            from = after + 1,
+                            to = first.seq - 1,
+                            "events pruned before delivery; subscribers will resync"
+                        );
+                        let mut sequencer = channel.sequencer.lock().expect("sequencer lock");
+                        sequencer.delivered = Some(first.seq - 1);
+                    }
+                }
+                let full = page.len() == FILL_PAGE as usize;
+                channel.offer(&page);
+                hub.maybe_prune(&channel);
+                if full {
+                    continue;
+                }
+                {
+                    let mut sequencer = channel.sequencer.lock().expect("sequencer lock");
+                    if sequencer.wanted {
+                        continue;
+                    }
+                    if sequencer.pending.is_empty() {
+                        sequencer.filling = false;
+                        return;
+                    }
+                    // What waits behind the gap was committed after the gap's events, so they
+                    // are in the log; a read that did not see them raced their commit.
+                    idle_reads += 1;
+                    if idle_reads > 100 {
+                        let next = *sequencer.pending.keys().next().expect("not empty");
+                        tracing::error!(
+                            org = channel.org,
+                            missing = next - 1,
+                            "events missing from the log; delivering what follows"
+                        );
+                        sequencer.delivered = Some(next - 1);
+                        channel.drain(&mut sequencer);
+                        continue;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    /// Appends `event` to the log of `org` in a transaction of its own and delivers it: the
+    /// publish API, where the event is the whole state change. Returns the event as sent.
+    #[tracing::instrument(skip(self, event), fields(kind = event.kind.as_str(), job = %event.job_id))]
+    pub async fn publish(&self, org: &str, event: SyncEvent) -> anyhow::Result<SyncEvent> {
+        let mut sent = event.clone();
+        let committed = self
+            .inner
+            .store
+            .append_events(vec![(org.to_owned(), event)])
+            .await?;
+        self.deliver(&committed);
+        sent.seq = committed.first().map(|c| c.seq);
+        sent.organization_id = Some(org.to_owned());
+        Ok(sent)
+    }
+
+    fn maybe_prune(&self, channel: &Arc<OrgChannel>) {
+        if channel.since_prune.load(Ordering::Relaxed) >= PRUNE_EVERY {
+            channel.since_prune.store(0, Ordering::Relaxed);
+            let (hub, org) = (self.clone(), channel.org.clone());
+            tokio::spawn(async move { hub.prune(&org).await });
+        }
+    }
+
+    async fn prune(&self, org: &str) {
         let now_ms = chrono::Utc::now().timestamp_millis();
         match self
             .inner
             .store
-            .prune_events(org, head, self.inner.retention, now_ms)
+            .prune_events(org, self.inner.retention, now_ms)
             .await
         {
             Ok(0) => {}
@@ -300,39 +491,34 @@ impl Hub {
         }
     }
 
-    /// Prunes every organization seen since start (the periodic age-based sweep).
+    /// Prunes every organization's log (the periodic age-based sweep).
     pub async fn prune_all(&self) {
-        let orgs: Vec<(String, Arc<OrgChannel>)> = self
-            .inner
-            .orgs
-            .lock()
-            .expect("orgs lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (org, channel) in orgs {
-            let head = *channel.head.lock().await;
-            if let Some(head) = head {
-                self.prune(&org, head).await;
+        match self.inner.store.orgs_with_events().await {
+            Ok(orgs) => {
+                for org in orgs {
+                    self.prune(&org).await;
+                }
             }
+            Err(e) => tracing::warn!("event log prune failed: {e:#}"),
         }
     }
 
-    /// Subscribes a connection's `outbox`; events published after `head` go to it.
+    /// Subscribes a connection's `outbox`; events delivered after `head` go to it.
     pub async fn subscribe(
         &self,
         org: &str,
         session: Option<String>,
         outbox: Arc<Outbox>,
     ) -> anyhow::Result<Subscription> {
-        let channel = self.channel(org);
-        let mut head_slot = channel.head.lock().await;
-        let head = self.load_head(org, &mut head_slot).await?;
+        let channel = self.ready_channel(org).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        // Under the publish lock: the shard sees this after every frame up to `head`.
-        let _ = channel.shard(id).send(ShardMsg::Add(id, outbox.clone()));
+        let head = {
+            let sequencer = channel.sequencer.lock().expect("sequencer lock");
+            // Under the sequencer's lock: the shard sees this after every frame up to `head`.
+            let _ = channel.shard(id).send(ShardMsg::Add(id, outbox.clone()));
+            sequencer.delivered.unwrap_or(0)
+        };
         channel.subscribers.fetch_add(1, Ordering::Relaxed);
-        drop(head_slot);
         self.inner
             .connections
             .lock()
@@ -372,7 +558,7 @@ impl Hub {
         Ok(match oldest {
             Some(oldest) if since < head && since + 1 >= oldest => ReplayPlan::Replay,
             oldest => ReplayPlan::ResyncRequired {
-                oldest_seq: oldest.unwrap_or(0),
+                oldest_seq: oldest.unwrap_or(head + 1),
             },
         })
     }
@@ -402,7 +588,7 @@ impl Hub {
         closed
     }
 
-    /// The organization's latest published seq as far as this process knows (0 before any).
+    /// The organization's latest delivered seq as far as this process knows (0 before any).
     pub fn latest_seq(&self, org: &str) -> u64 {
         self.channel_if_exists(org)
             .map(|c| c.latest.load(Ordering::Relaxed))

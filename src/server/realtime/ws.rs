@@ -100,6 +100,7 @@ pub async fn sync_socket(
         commands: state.commands.clone(),
         engine: state.engine.clone(),
         org,
+        user_id: principal.user_id,
         username: principal.username.clone(),
         role,
         session: principal.session_hash().map(str::to_owned),

@@ -1,6 +1,6 @@
 //! Users, memberships, sessions and API tokens.
 
-use super::Store;
+use super::{on_pool, on_tx, Store};
 use crate::domain::{org::OrgId, role::Role};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -22,69 +22,104 @@ pub struct Membership {
     pub role: Role,
 }
 
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("a user named {0:?} already exists")]
+    Taken(String),
+    #[error("no organization {0}")]
+    NoOrganization(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for CreateUserError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 impl Store {
-    /// Creates a user; fails with a clear message when the name is taken.
+    /// Creates a user with its memberships in one transaction: all of it or nothing (another
+    /// process creating the same name at the same moment gets [`CreateUserError::Taken`]).
     #[tracing::instrument(skip(self, password_hash))]
-    pub async fn create_user(&self, username: &str, password_hash: &str) -> anyhow::Result<i64> {
-        let result = sqlx::query("INSERT INTO users (username, password_hash) VALUES (?, ?)")
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        memberships: &[(OrgId, Role)],
+    ) -> Result<i64, CreateUserError> {
+        let mut tx = self.begin().await?;
+        let user_id = on_tx!(&mut tx, t, pg => {
+            let inserted = sqlx::query_scalar(
+                "INSERT INTO users (username, password_hash) VALUES ($1, $2) RETURNING id",
+            )
             .bind(username)
             .bind(password_hash)
-            .execute(self.pool())
+            .fetch_one(&mut **t)
             .await;
-        match result {
-            Ok(done) => Ok(done.last_insert_rowid()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                anyhow::bail!("a user named {username:?} already exists")
+            let user_id: i64 = match inserted {
+                Ok(id) => id,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(CreateUserError::Taken(username.to_owned()))
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot create user").into()),
+            };
+            for (org, role) in memberships {
+                let exists: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
+                        .bind(org.as_str())
+                        .fetch_one(&mut **t)
+                        .await?;
+                if !exists {
+                    return Err(CreateUserError::NoOrganization(org.to_string()));
+                }
+                sqlx::query(
+                    "INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, org_id) DO UPDATE SET role = excluded.role",
+                )
+                .bind(user_id)
+                .bind(org.as_str())
+                .bind(role.as_str())
+                .execute(&mut **t)
+                .await?;
             }
-            Err(e) => Err(e).context("cannot create user"),
-        }
-    }
-
-    /// Adds or replaces the user's role in `org`.
-    pub async fn set_membership(
-        &self,
-        user_id: i64,
-        org: &OrgId,
-        role: Role,
-    ) -> anyhow::Result<()> {
-        if !self.org_exists(org).await? {
-            anyhow::bail!("no organization {org}");
-        }
-        sqlx::query(
-            "INSERT INTO memberships (user_id, org_id, role) VALUES (?, ?, ?)
-             ON CONFLICT (user_id, org_id) DO UPDATE SET role = excluded.role",
-        )
-        .bind(user_id)
-        .bind(org.as_str())
-        .bind(role.as_str())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+            user_id
+        });
+        tx.commit().await?;
+        Ok(user_id)
     }
 
     pub async fn org_exists(&self, org: &OrgId) -> anyhow::Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM organizations WHERE id = ?")
-            .bind(org.as_str())
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(found.is_some())
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
+                .bind(org.as_str())
+                .fetch_one(pool)
+                .await?
+        }))
     }
 
     /// The PEMS organization code of an org (e.g. RIO).
     pub async fn org_code(&self, org: &str) -> anyhow::Result<String> {
-        sqlx::query_scalar("SELECT code FROM organizations WHERE id = ?")
-            .bind(org)
-            .fetch_optional(self.pool())
-            .await?
-            .with_context(|| format!("no organization {org}"))
+        let code: Option<String> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT code FROM organizations WHERE id = $1")
+                .bind(org)
+                .fetch_optional(pool)
+                .await?
+        });
+        code.with_context(|| format!("no organization {org}"))
     }
 
+    /// The user of that name, whatever its case.
     pub async fn user_by_name(&self, username: &str) -> anyhow::Result<Option<UserRecord>> {
-        let row: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(self.pool())
-                .await?;
+        let row: Option<(i64, String, String)> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT id, username, password_hash FROM users WHERE lower(username) = lower($1)",
+            )
+            .bind(username)
+            .fetch_optional(pool)
+            .await?
+        });
         Ok(row.map(|(id, username, password_hash)| UserRecord {
             id,
             username,
@@ -93,11 +128,12 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<UserRecord>> {
-        let row: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE id = ?")
+        let row: Option<(i64, String, String)> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE id = $1")
                 .bind(id)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         Ok(row.map(|(id, username, password_hash)| UserRecord {
             id,
             username,
@@ -106,19 +142,23 @@ impl Store {
     }
 
     pub async fn user_count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(self.pool())
-            .await?)
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(pool)
+                .await?
+        }))
     }
 
     pub async fn memberships(&self, user_id: i64) -> anyhow::Result<Vec<Membership>> {
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT o.id, o.code, o.name, m.role FROM memberships m
-             JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.id",
-        )
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<(String, String, String, String)> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT o.id, o.code, o.name, m.role FROM memberships m
+                 JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 ORDER BY o.id",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter()
             .map(|(org_id, org_code, org_name, role)| {
                 let role = Role::parse(&role).with_context(|| format!("unknown role {role:?}"))?;
@@ -138,26 +178,30 @@ impl Store {
         user_id: i64,
         expires_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(id_hash)
-        .bind(user_id)
-        .bind(Utc::now().to_rfc3339())
-        .bind(expires_at.to_rfc3339())
-        .execute(self.pool())
-        .await?;
+        on_pool!(self.db(), pool, pg => {
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id_hash)
+            .bind(user_id)
+            .bind(Utc::now().to_rfc3339())
+            .bind(expires_at.to_rfc3339())
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// The user of a live session: not revoked, not expired.
     pub async fn session_user(&self, id_hash: &str) -> anyhow::Result<Option<i64>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT user_id, expires_at FROM sessions WHERE id_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(id_hash)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<(i64, String)> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT user_id, expires_at FROM sessions WHERE id_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(id_hash)
+            .fetch_optional(pool)
+            .await?
+        });
         Ok(row.and_then(|(user_id, expires)| {
             let expires = DateTime::parse_from_rfc3339(&expires).ok()?;
             (expires > Utc::now()).then_some(user_id)
@@ -166,14 +210,17 @@ impl Store {
 
     /// Revokes a session; true when it was live.
     pub async fn revoke_session(&self, id_hash: &str) -> anyhow::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(Utc::now().to_rfc3339())
-        .bind(id_hash)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let done = on_pool!(self.db(), pool, pg => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL",
+            )
+            .bind(Utc::now().to_rfc3339())
+            .bind(id_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done > 0)
     }
 
     pub async fn create_token(
@@ -182,22 +229,26 @@ impl Store {
         user_id: i64,
         scopes: &str,
     ) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO api_tokens (token_hash, user_id, scopes) VALUES (?, ?, ?)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(scopes)
-            .execute(self.pool())
-            .await?;
+        on_pool!(self.db(), pool, pg => {
+            sqlx::query("INSERT INTO api_tokens (token_hash, user_id, scopes) VALUES ($1, $2, $3)")
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(scopes)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// The user and scopes of a live token.
     pub async fn token_user(&self, token_hash: &str) -> anyhow::Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT user_id, scopes FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(self.pool())
-        .await?)
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT user_id, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 }

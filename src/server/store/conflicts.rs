@@ -1,8 +1,10 @@
 //! Conflicts with both sides, and the audit trail of who did what.
 
 use super::{
-    sync::{new_id, QueueItem},
-    Store,
+    on_pool, on_tx,
+    records::json_rows,
+    sync::{new_id, Job, NewJob, QueueItem},
+    Store, Tx,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -83,53 +85,154 @@ fn conflict_from(r: ConflictRow) -> anyhow::Result<Conflict> {
     })
 }
 
-impl Store {
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create_conflict(
-        &self,
+/// A conflict to record: the queue item it stops, and both sides of the conflicting fields.
+#[derive(Debug, Clone)]
+pub struct NewConflict {
+    pub id: String,
+    pub item: QueueItem,
+    pub fields: Vec<String>,
+    pub local: Map<String, Value>,
+    pub remote: Map<String, Value>,
+    pub remote_version: i64,
+}
+
+impl NewConflict {
+    pub fn new(
         item: &QueueItem,
-        fields: &[String],
-        local: &Map<String, Value>,
-        remote: &Map<String, Value>,
+        fields: Vec<String>,
+        local: Map<String, Value>,
+        remote: Map<String, Value>,
         remote_version: i64,
-    ) -> anyhow::Result<String> {
-        let id = new_id("conflict");
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO conflicts ({CONFLICT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, NULL, NULL, NULL, ?)"
-        ))
-        .bind(&id)
-        .bind(&item.organization_id)
-        .bind(&item.pfa_id)
-        .bind(&item.job_id)
-        .bind(item.id)
-        .bind(item.user_id)
-        .bind(serde_json::to_string(fields)?)
-        .bind(Value::Object(local.clone()).to_string())
-        .bind(Value::Object(remote.clone()).to_string())
-        .bind(Value::Object(item.changes.clone()).to_string())
-        .bind(item.base_version)
-        .bind(remote_version)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE sync_queue SET status = 'conflict', error_code = 'PEMS_VERSION_CONFLICT', updated_at = ? WHERE id = ?")
+    ) -> Self {
+        Self {
+            id: new_id("conflict"),
+            item: item.clone(),
+            fields,
+            local,
+            remote,
+            remote_version,
+        }
+    }
+}
+
+/// One entry of an organization's audit trail: who did what to which target.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub org: String,
+    pub user_id: Option<i64>,
+    pub username: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Value,
+}
+
+impl Tx<'_> {
+    /// Records open conflicts (their queue items' status is the caller's to set).
+    pub(crate) async fn insert_conflicts(
+        &mut self,
+        conflicts: &[&NewConflict],
+    ) -> anyhow::Result<()> {
+        if conflicts.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = conflicts
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id, "org": c.item.organization_id, "pfa": c.item.pfa_id, "job": c.item.job_id,
+                    "item": c.item.id, "user": c.item.user_id, "fields": serde_json::to_string(&c.fields).unwrap_or_default(),
+                    "local": Value::Object(c.local.clone()).to_string(),
+                    "remote": Value::Object(c.remote.clone()).to_string(),
+                    "changes": Value::Object(c.item.changes.clone()).to_string(),
+                    "base": c.item.base_version, "remoteVersion": c.remote_version,
+                })
+            })
+            .collect();
+        on_tx!(self, t, pg => {
+            let int = |key: &str| if pg { format!("(value ->> '{key}')::bigint") } else { format!("value ->> '{key}'") };
+            sqlx::query(&format!(
+                "INSERT INTO conflicts ({CONFLICT_COLUMNS})
+                 SELECT value ->> 'id', value ->> 'org', value ->> 'pfa', value ->> 'job', {}, {},
+                     value ->> 'fields', value ->> 'local', value ->> 'remote', value ->> 'changes', {}, {},
+                     'open', NULL, NULL, NULL, NULL, $1
+                 FROM {}",
+                int("item"), int("user"), int("base"), int("remoteVersion"), json_rows(pg, 2)
+            ))
             .bind(now())
-            .bind(item.id)
-            .execute(&mut *tx)
+            .bind(Value::Array(rows).to_string())
+            .execute(&mut **t)
             .await?;
-        tx.commit().await?;
-        Ok(id)
+        });
+        Ok(())
     }
 
+    /// Marks a conflict resolved, only once: false when it was not open.
+    pub(crate) async fn resolve_conflict(
+        &mut self,
+        id: &str,
+        resolution: &str,
+        values: &Map<String, Value>,
+        by: &str,
+    ) -> anyhow::Result<bool> {
+        let done = on_tx!(self, t, pg => {
+            sqlx::query(
+                "UPDATE conflicts SET status = 'resolved', resolution = $1, resolved_values = $2,
+                     resolved_by = $3, resolved_at = $4
+                 WHERE id = $5 AND status = 'open'",
+            )
+            .bind(resolution)
+            .bind(Value::Object(values.clone()).to_string())
+            .bind(by)
+            .bind(now())
+            .bind(id)
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Appends entries to the audit trail.
+    pub(crate) async fn audit(&mut self, entries: &[&AuditEntry]) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({ "org": e.org, "user": e.user_id, "name": e.username, "action": e.action,
+                                    "target": e.target, "detail": e.detail.to_string() })
+            })
+            .collect();
+        on_tx!(self, t, pg => {
+            let user = if pg { "(value ->> 'user')::bigint" } else { "value ->> 'user'" };
+            sqlx::query(&format!(
+                "INSERT INTO audit_log (org_id, user_id, username, action, target, detail, created_at)
+                 SELECT value ->> 'org', {user}, value ->> 'name', value ->> 'action', value ->> 'target',
+                     value ->> 'detail', $1
+                 FROM {}",
+                json_rows(pg, 2)
+            ))
+            .bind(now())
+            .bind(Value::Array(rows).to_string())
+            .execute(&mut **t)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+impl Store {
     pub async fn conflict(&self, org: &str, id: &str) -> anyhow::Result<Option<Conflict>> {
-        let row: Option<ConflictRow> = sqlx::query_as(&format!(
-            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE org_id = ? AND id = ?"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<ConflictRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE org_id = $1 AND id = $2"
+            ))
+            .bind(org)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
         row.map(conflict_from).transpose()
     }
 
@@ -138,37 +241,42 @@ impl Store {
         org: &str,
         status: Option<&str>,
     ) -> anyhow::Result<Vec<Conflict>> {
-        let rows: Vec<ConflictRow> = sqlx::query_as(&format!(
-            "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE org_id = ? AND (? IS NULL OR status = ?) ORDER BY created_at DESC"
-        ))
-        .bind(org)
-        .bind(status)
-        .bind(status)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<ConflictRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE org_id = $1
+                     AND (CAST($2 AS TEXT) IS NULL OR status = $2) ORDER BY created_at DESC, id"
+            ))
+            .bind(org)
+            .bind(status)
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter().map(conflict_from).collect()
     }
 
-    /// Marks a conflict resolved (only once: false when it was already resolved).
+    /// Resolves a conflict and queues the resolved change as a job (`job`, when the
+    /// resolution leaves something to write), with its audit entry, in one transaction: only
+    /// the first of two racing resolutions does anything. None when it was not open.
     pub async fn resolve_conflict(
         &self,
         id: &str,
         resolution: &str,
         values: &Map<String, Value>,
         by: &str,
-    ) -> anyhow::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE conflicts SET status = 'resolved', resolution = ?, resolved_values = ?, resolved_by = ?, resolved_at = ?
-             WHERE id = ? AND status = 'open'",
-        )
-        .bind(resolution)
-        .bind(Value::Object(values.clone()).to_string())
-        .bind(by)
-        .bind(now())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        job: Option<NewJob>,
+        audit: impl FnOnce(Option<&Job>) -> AuditEntry,
+    ) -> anyhow::Result<Option<Option<Job>>> {
+        let mut tx = self.begin().await?;
+        if !tx.resolve_conflict(id, resolution, values, by).await? {
+            return Ok(None);
+        }
+        let job = match job {
+            Some(job) => Some(tx.insert_job(job).await?),
+            None => None,
+        };
+        tx.audit(&[&audit(job.as_ref())]).await?;
+        tx.commit().await?;
+        Ok(Some(job))
     }
 
     pub async fn audit(
@@ -180,28 +288,31 @@ impl Store {
         target: &str,
         detail: Value,
     ) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO audit_log (org_id, user_id, username, action, target, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(org)
-            .bind(user_id)
-            .bind(username)
-            .bind(action)
-            .bind(target)
-            .bind(detail.to_string())
-            .bind(now())
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let entry = AuditEntry {
+            org: org.to_owned(),
+            user_id,
+            username: username.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+        };
+        let mut tx = self.begin().await?;
+        tx.audit(&[&entry]).await?;
+        tx.commit().await
     }
 
     /// The newest audit entries of an org.
     pub async fn audit_entries(&self, org: &str, limit: i64) -> anyhow::Result<Vec<Value>> {
-        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT id, username, action, target, detail, created_at FROM audit_log WHERE org_id = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(org)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<(i64, String, String, String, String, String)> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT id, username, action, target, detail, created_at FROM audit_log
+                 WHERE org_id = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(org)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
         Ok(rows
             .into_iter()
             .map(|(id, username, action, target, detail, created_at)| {

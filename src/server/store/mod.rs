@@ -1,35 +1,125 @@
-//! Persistence behind one interface. SQLite (the embedded default) now; PostgreSQL is added
-//! beside it for several server instances. All SQL is parameterized.
+//! Persistence behind one interface, on SQLite (the embedded default, one server instance) or
+//! PostgreSQL (several instances), chosen by the database URL's scheme. Every rule is written
+//! once: a method's body is compiled for each backend ([`on_pool!`], [`on_tx!`]) and only the
+//! SQL text differs where the two dialects do (batches of rows bound as one JSON array are read
+//! with `json_each` on SQLite and `jsonb_array_elements` on PostgreSQL). All SQL is
+//! parameterized (`$1`, `$2`, ... on both).
 
 pub mod accounts;
 pub mod conflicts;
 pub mod events;
 pub mod records;
 pub mod sync;
+pub mod throwaway;
 
 use anyhow::Context;
 use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
+    PgPool, Postgres, Sqlite, SqlitePool, Transaction,
 };
 use std::{path::Path, str::FromStr, time::Duration};
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
+}
+
+/// The pool of one backend.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend; dropped without [`Tx::commit`], it rolls back.
+pub(crate) enum Tx<'c> {
+    Sqlite(Transaction<'c, Sqlite>),
+    Postgres(Transaction<'c, Postgres>),
+}
+
+/// Which backend a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `on_pool!(db, pool, pg => body)`: runs `body` with `pool` bound to the backend's pool and
+/// `pg` telling whether it is PostgreSQL. The body is written once and compiled per backend.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident, $pg:ident => $body:expr) => {
+        match $db {
+            $crate::server::store::Db::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $pg = false;
+                $body
+            }
+            $crate::server::store::Db::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $pg = true;
+                $body
+            }
+        }
+    };
+}
+
+/// `on_tx!(tx, t, pg => body)`: like [`on_pool!`] for an open [`Tx`]; `t` is the backend's
+/// transaction (`&mut **t` executes on it).
+macro_rules! on_tx {
+    ($tx:expr, $t:ident, $pg:ident => $body:expr) => {
+        match $tx {
+            $crate::server::store::Tx::Sqlite($t) => {
+                #[allow(unused_variables)]
+                let $pg = false;
+                $body
+            }
+            $crate::server::store::Tx::Postgres($t) => {
+                #[allow(unused_variables)]
+                let $pg = true;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use {on_pool, on_tx};
+
+/// The SQLite text or the PostgreSQL text of a statement, by backend.
+pub(crate) fn dialect<'a>(pg: bool, sqlite: &'a str, postgres: &'a str) -> &'a str {
+    if pg {
+        postgres
+    } else {
+        sqlite
+    }
+}
+
+impl Tx<'_> {
+    pub async fn commit(self) -> anyhow::Result<()> {
+        on_tx!(self, t, pg => t.commit().await.context("commit")?);
+        Ok(())
+    }
 }
 
 impl Store {
-    /// Opens (creating the file and its folder if needed) and migrates the database.
+    /// Opens and migrates the database of `url`: `sqlite://path/to/file.db` (creating the file
+    /// and its folder if needed) or `postgres://user@host:port/db`.
     #[tracing::instrument(skip_all, fields(url = %redact(url)))]
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        if !url.starts_with("sqlite:") {
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url).await
+        } else {
             anyhow::bail!(
-                "unsupported database URL {:?}: this build stores data in SQLite (sqlite://path/to/file.db)",
+                "unsupported database URL {:?}: use sqlite://path/to/file.db (one instance) or \
+                 postgres://user@host:port/database (one or several instances)",
                 redact(url)
-            );
+            )
         }
+    }
+
+    async fn connect_sqlite(url: &str) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid database URL {:?}", redact(url)))?
             .create_if_missing(true)
@@ -53,32 +143,73 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open database {:?}", redact(url)))?;
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .context("database migrations failed")?;
-        Ok(Self { pool })
+        Ok(Self {
+            db: Db::Sqlite(pool),
+        })
+    }
+
+    async fn connect_postgres(url: &str) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .with_context(|| format!("invalid database URL {:?}", redact(url)))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to database {:?}", redact(url)))?;
+        // sqlx takes an advisory lock while it migrates, so instances starting together on an
+        // empty database migrate it once.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .context("database migrations failed")?;
+        Ok(Self {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// A trivial query, for `/health`.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_pool!(&self.db, pool, pg => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
         Ok(())
     }
 
     /// Closes every connection; later queries fail. Used at shutdown (and by tests to
     /// simulate a database outage).
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(&self.db, pool, pg => pool.close().await)
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Begins a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// every transaction of the store writes, and one that read first and then had to wait
+    /// for the lock would fail (its snapshot is older than the file).
+    pub(crate) async fn begin(&self) -> anyhow::Result<Tx<'static>> {
+        Ok(match &self.db {
+            Db::Sqlite(pool) => {
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.context("begin")?)
+            }
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await.context("begin")?),
+        })
     }
 }
 
 /// The URL without a password, fit for logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])
@@ -87,9 +218,63 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Store tests run on both backends: `for_each_store!(name, |store| async { ... })` writes one
+/// `#[tokio::test]` per backend, each with a fresh database (a temp SQLite file; a new database
+/// in the process's throwaway PostgreSQL cluster).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh, migrated store of `backend`; the folder keeps a SQLite file alive.
+    pub async fn fresh(backend: Backend) -> (Option<tempfile::TempDir>, Store) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/t.db", dir.path().display());
+                (Some(dir), Store::connect(&url).await.unwrap())
+            }
+            Backend::Postgres => {
+                let cluster = super::throwaway::ThrowawayPostgres::shared().unwrap();
+                let url = cluster.fresh_database().await.unwrap();
+                (None, Store::connect(&url).await.unwrap())
+            }
+        }
+    }
+
+    macro_rules! for_each_store {
+        ($name:ident, |$store:ident| $body:block) => {
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($store: $crate::server::store::Store) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    let (_dir, store) = $crate::server::store::testing::fresh(
+                        $crate::server::store::Backend::Sqlite,
+                    )
+                    .await;
+                    run(store).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let (_dir, store) = $crate::server::store::testing::fresh(
+                        $crate::server::store::Backend::Postgres,
+                    )
+                    .await;
+                    run(store).await
+                }
+            }
+        };
+    }
+    pub(crate) use for_each_store;
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{testing::for_each_store, *};
 
     #[test]
     fn passwords_never_reach_the_log() {
@@ -106,12 +291,18 @@ mod tests {
             .unwrap();
         store.ping().await.unwrap();
         assert!(path.exists());
-        let orgs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(orgs, 2);
     }
+
+    for_each_store!(migrations_load_the_two_organizations, |store| {
+        store.ping().await.unwrap();
+        let orgs: i64 = on_pool!(store.db(), pool, pg => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(orgs, 2);
+    });
 
     #[tokio::test]
     async fn refuses_other_databases_with_a_clear_message() {

@@ -1,11 +1,10 @@
 //! PFA records, their history, and drafts.
 
-use super::Store;
+use super::{dialect, on_pool, on_tx, Store, Tx};
 use crate::domain::pfa::{Delta, PfaRecord};
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{Sqlite, Transaction};
 
 /// Filters, search, sorting and paging of the record list.
 #[derive(Debug, Clone, Default)]
@@ -142,114 +141,227 @@ pub(crate) struct RecordRow<'a> {
     pub job_id: Option<&'a str>,
 }
 
-/// Upserts the records of `rows` and appends one history row for each, with two statements
-/// whatever their number (rows go in as one JSON array; the sync engine commits its writes in
-/// batches).
-pub(crate) async fn write_records_tx(
-    tx: &mut Transaction<'_, Sqlite>,
-    rows: &[RecordRow<'_>],
-) -> anyhow::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+/// The SQL that reads the elements of a JSON array bound as `$n` (each as `value`).
+pub(crate) fn json_rows(pg: bool, n: u8) -> String {
+    if pg {
+        format!("jsonb_array_elements(${n}::jsonb)")
+    } else {
+        format!("json_each(${n})")
     }
-    let mut records = Vec::with_capacity(rows.len());
-    let mut history = Vec::with_capacity(rows.len());
-    for row in rows {
-        let r = row.after;
-        let data = serde_json::to_string(r)?;
-        let changes = match row.before {
-            Some(b) => diff(b, r),
-            None => Value::Object(Map::new()),
+}
+
+/// The SQL that reads the strings or numbers of a JSON array bound as `$n` (each as `value`,
+/// text on PostgreSQL).
+pub(crate) fn json_values(pg: bool, n: u8) -> String {
+    if pg {
+        format!("(SELECT value FROM jsonb_array_elements_text(${n}::jsonb))")
+    } else {
+        format!("(SELECT value FROM json_each(${n}))")
+    }
+}
+
+impl Tx<'_> {
+    /// Upserts the records of `rows` and appends one history row for each, with two
+    /// statements whatever their number (rows go in as one JSON array; the sync engine commits
+    /// its writes in batches).
+    pub(crate) async fn write_records(&mut self, rows: &[RecordRow<'_>]) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(rows.len());
+        let mut history = Vec::with_capacity(rows.len());
+        for row in rows {
+            let r = row.after;
+            let data = serde_json::to_string(r)?;
+            let changes = match row.before {
+                Some(b) => diff(b, r),
+                None => Value::Object(Map::new()),
+            };
+            records.push(serde_json::json!({
+                "org": r.organization_id, "pfa": r.pfa_id, "data": data, "category": r.category,
+                "source": format!("{:?}", r.source), "dor": format!("{:?}", r.dor),
+                "fstart": r.forecast_start.to_string(), "fend": r.forecast_end.to_string(),
+                "rate": r.monthly_rate, "discontinued": r.is_discontinued, "search": search_text(r),
+                "version": r.version,
+            }));
+            history.push(serde_json::json!({
+                "org": r.organization_id, "pfa": r.pfa_id, "version": r.version, "data": data,
+                "changes": changes.to_string(), "by": row.changed_by, "reason": row.reason,
+                "kind": row.kind, "job": row.job_id,
+            }));
+        }
+        let now = now();
+        on_tx!(self, t, pg => {
+            sqlx::query(dialect(
+                pg,
+                "INSERT INTO pfa_records (org_id, pfa_id, data, category, source, dor, forecast_start,
+                     forecast_end, monthly_rate, is_discontinued, search, version, updated_at)
+                 SELECT value ->> 'org', value ->> 'pfa', value ->> 'data', value ->> 'category',
+                     value ->> 'source', value ->> 'dor', value ->> 'fstart', value ->> 'fend',
+                     value ->> 'rate', value ->> 'discontinued', value ->> 'search', value ->> 'version', $1
+                 FROM json_each($2) WHERE true
+                 ON CONFLICT (org_id, pfa_id) DO UPDATE SET data = excluded.data, category = excluded.category,
+                     source = excluded.source, dor = excluded.dor, forecast_start = excluded.forecast_start,
+                     forecast_end = excluded.forecast_end, monthly_rate = excluded.monthly_rate,
+                     is_discontinued = excluded.is_discontinued, search = excluded.search,
+                     version = excluded.version, updated_at = excluded.updated_at",
+                "INSERT INTO pfa_records (org_id, pfa_id, data, category, source, dor, forecast_start,
+                     forecast_end, monthly_rate, is_discontinued, search, version, updated_at)
+                 SELECT value ->> 'org', value ->> 'pfa', value ->> 'data', value ->> 'category',
+                     value ->> 'source', value ->> 'dor', value ->> 'fstart', value ->> 'fend',
+                     (value ->> 'rate')::double precision, (value ->> 'discontinued')::boolean,
+                     value ->> 'search', (value ->> 'version')::bigint, $1
+                 FROM jsonb_array_elements($2::jsonb)
+                 ON CONFLICT (org_id, pfa_id) DO UPDATE SET data = excluded.data, category = excluded.category,
+                     source = excluded.source, dor = excluded.dor, forecast_start = excluded.forecast_start,
+                     forecast_end = excluded.forecast_end, monthly_rate = excluded.monthly_rate,
+                     is_discontinued = excluded.is_discontinued, search = excluded.search,
+                     version = excluded.version, updated_at = excluded.updated_at",
+            ))
+            .bind(&now)
+            .bind(Value::Array(records).to_string())
+            .execute(&mut **t)
+            .await?;
+            sqlx::query(dialect(
+                pg,
+                "INSERT INTO pfa_history (org_id, pfa_id, version, data, changes, changed_by, reason, kind,
+                     job_id, created_at)
+                 SELECT value ->> 'org', value ->> 'pfa', value ->> 'version', value ->> 'data',
+                     value ->> 'changes', value ->> 'by', value ->> 'reason', value ->> 'kind', value ->> 'job', $1
+                 FROM json_each($2)",
+                "INSERT INTO pfa_history (org_id, pfa_id, version, data, changes, changed_by, reason, kind,
+                     job_id, created_at)
+                 SELECT value ->> 'org', value ->> 'pfa', (value ->> 'version')::bigint, value ->> 'data',
+                     value ->> 'changes', value ->> 'by', value ->> 'reason', value ->> 'kind', value ->> 'job', $1
+                 FROM jsonb_array_elements($2::jsonb)",
+            ))
+            .bind(&now)
+            .bind(Value::Array(history).to_string())
+            .execute(&mut **t)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Saves drafts of `user_id`; an existing draft of the same record is replaced when
+    /// `replace`, kept otherwise (a cancelled job's changes never overwrite a newer draft).
+    pub(crate) async fn save_drafts(
+        &mut self,
+        org: &str,
+        user_id: i64,
+        drafts: &[NewDraft],
+        replace: bool,
+    ) -> anyhow::Result<()> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = drafts
+            .iter()
+            .map(|d| {
+                serde_json::json!({ "pfa": d.pfa_id, "changes": Value::Object(d.delta.to_json()).to_string(),
+                                    "base": d.base_version, "reason": d.reason })
+            })
+            .collect();
+        let on_conflict = if replace {
+            "DO UPDATE SET changes = excluded.changes, base_version = excluded.base_version,
+                 reason = excluded.reason, updated_at = excluded.updated_at"
+        } else {
+            "DO NOTHING"
         };
-        records.push(serde_json::json!({
-            "org": r.organization_id, "pfa": r.pfa_id, "data": data, "category": r.category,
-            "source": format!("{:?}", r.source), "dor": format!("{:?}", r.dor),
-            "start": r.forecast_start.to_string(), "end": r.forecast_end.to_string(),
-            "rate": r.monthly_rate, "discontinued": r.is_discontinued, "search": search_text(r),
-            "version": r.version,
-        }));
-        history.push(serde_json::json!({
-            "org": r.organization_id, "pfa": r.pfa_id, "version": r.version, "data": data,
-            "changes": changes.to_string(), "by": row.changed_by, "reason": row.reason,
-            "kind": row.kind, "job": row.job_id,
-        }));
+        on_tx!(self, t, pg => {
+            let base = if pg { "(value ->> 'base')::bigint" } else { "value ->> 'base'" };
+            sqlx::query(&format!(
+                "INSERT INTO drafts (org_id, pfa_id, user_id, changes, base_version, reason, created_at, updated_at)
+                 SELECT $1, value ->> 'pfa', $2, value ->> 'changes', {base}, value ->> 'reason', $3, $3
+                 FROM {} WHERE true
+                 ON CONFLICT (org_id, user_id, pfa_id) {on_conflict}",
+                json_rows(pg, 4)
+            ))
+            .bind(org)
+            .bind(user_id)
+            .bind(now())
+            .bind(Value::Array(rows).to_string())
+            .execute(&mut **t)
+            .await?;
+        });
+        Ok(())
     }
-    let now = now();
-    sqlx::query(
-        "INSERT INTO pfa_records (org_id, pfa_id, data, category, source, dor, forecast_start, forecast_end,
-             monthly_rate, is_discontinued, search, version, updated_at)
-         SELECT value ->> 'org', value ->> 'pfa', value ->> 'data', value ->> 'category',
-             value ->> 'source', value ->> 'dor', value ->> 'start', value ->> 'end', value ->> 'rate',
-             value ->> 'discontinued', value ->> 'search', value ->> 'version', ?1
-         FROM json_each(?2) WHERE true
-         ON CONFLICT (org_id, pfa_id) DO UPDATE SET data = excluded.data, category = excluded.category,
-             source = excluded.source, dor = excluded.dor, forecast_start = excluded.forecast_start,
-             forecast_end = excluded.forecast_end, monthly_rate = excluded.monthly_rate,
-             is_discontinued = excluded.is_discontinued, search = excluded.search,
-             version = excluded.version, updated_at = excluded.updated_at",
-    )
-    .bind(&now)
-    .bind(Value::Array(records).to_string())
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO pfa_history (org_id, pfa_id, version, data, changes, changed_by, reason, kind, job_id, created_at)
-         SELECT value ->> 'org', value ->> 'pfa', value ->> 'version', value ->> 'data',
-             value ->> 'changes', value ->> 'by', value ->> 'reason', value ->> 'kind', value ->> 'job', ?1
-         FROM json_each(?2)",
-    )
-    .bind(&now)
-    .bind(Value::Array(history).to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+}
+
+/// A bound value of a query whose text is built from a filter.
+enum Bind {
+    Text(String),
+    Int(i64),
 }
 
 impl Store {
     pub async fn record_count(&self, org: &str) -> anyhow::Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM pfa_records WHERE org_id = ?")
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM pfa_records WHERE org_id = $1")
                 .bind(org)
-                .fetch_one(self.pool())
-                .await?,
-        )
+                .fetch_one(pool)
+                .await?
+        }))
     }
 
-    /// Inserts records that do not exist yet (demo data), each with its first history row.
+    /// Inserts the records that do not exist yet (demo data), each with its first history
+    /// row. Instances seeding the same empty database at once each insert what the other has
+    /// not: a record another one inserted first is skipped, never written twice.
     pub async fn seed_records(&self, records: &[PfaRecord]) -> anyhow::Result<usize> {
-        let mut tx = self.pool().begin().await?;
-        let mut inserted = 0;
+        let mut by_org: std::collections::BTreeMap<&str, Vec<&PfaRecord>> = Default::default();
         for r in records {
-            let exists: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM pfa_records WHERE org_id = ? AND pfa_id = ?")
-                    .bind(&r.organization_id)
-                    .bind(&r.pfa_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if exists.is_none() {
-                let row = RecordRow {
-                    before: None,
-                    after: r,
-                    changed_by: "demo data",
-                    reason: Some("initial import"),
-                    kind: "created",
-                    job_id: None,
-                };
-                write_records_tx(&mut tx, &[row]).await?;
-                inserted += 1;
+            by_org.entry(&r.organization_id).or_default().push(r);
+        }
+        let mut inserted = 0;
+        for (org, records) in by_org {
+            for chunk in records.chunks(500) {
+                let mut tx = self.begin().await?;
+                let ids: Vec<&str> = chunk.iter().map(|r| r.pfa_id.as_str()).collect();
+                let existing: Vec<String> = on_tx!(&mut tx, t, pg => {
+                    if pg {
+                        // Serializes seeders of the same organization until commit.
+                        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                            .bind(format!("seed {org}"))
+                            .execute(&mut **t)
+                            .await?;
+                    }
+                    sqlx::query_scalar(&format!(
+                        "SELECT pfa_id FROM pfa_records WHERE org_id = $1 AND pfa_id IN {}",
+                        json_values(pg, 2)
+                    ))
+                    .bind(org)
+                    .bind(serde_json::to_string(&ids)?)
+                    .fetch_all(&mut **t)
+                    .await?
+                });
+                let rows: Vec<RecordRow<'_>> = chunk
+                    .iter()
+                    .filter(|r| !existing.contains(&r.pfa_id))
+                    .map(|r| RecordRow {
+                        before: None,
+                        after: r,
+                        changed_by: "demo data",
+                        reason: Some("initial import"),
+                        kind: "created",
+                        job_id: None,
+                    })
+                    .collect();
+                tx.write_records(&rows).await?;
+                tx.commit().await?;
+                inserted += rows.len();
             }
         }
-        tx.commit().await?;
         Ok(inserted)
     }
 
     pub async fn record(&self, org: &str, pfa_id: &str) -> anyhow::Result<Option<PfaRecord>> {
-        let data: Option<String> =
-            sqlx::query_scalar("SELECT data FROM pfa_records WHERE org_id = ? AND pfa_id = ?")
+        let data: Option<String> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT data FROM pfa_records WHERE org_id = $1 AND pfa_id = $2")
                 .bind(org)
                 .bind(pfa_id)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         data.map(|d| serde_json::from_str(&d).context("corrupt record"))
             .transpose()
     }
@@ -262,14 +374,16 @@ impl Store {
         pfa_ids: &[&str],
     ) -> anyhow::Result<std::collections::HashMap<String, PfaRecord>> {
         let ids = serde_json::to_string(pfa_ids).context("serialize ids")?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT pfa_id, data FROM pfa_records
-             WHERE org_id = ? AND pfa_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(org)
-        .bind(ids)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<(String, String)> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT pfa_id, data FROM pfa_records WHERE org_id = $1 AND pfa_id IN {}",
+                json_values(pg, 2)
+            ))
+            .bind(org)
+            .bind(ids)
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter()
             .map(|(id, data)| Ok((id, serde_json::from_str(&data).context("corrupt record")?)))
             .collect()
@@ -281,16 +395,23 @@ impl Store {
         org: &str,
         q: &RecordQuery,
     ) -> anyhow::Result<(Vec<PfaRecord>, i64)> {
-        let mut filter = String::from(" FROM pfa_records r WHERE r.org_id = ?");
-        let mut binds: Vec<String> = vec![org.to_owned()];
+        let mut binds: Vec<Bind> = vec![Bind::Text(org.to_owned())];
+        let mut filter = String::from(" FROM pfa_records r WHERE r.org_id = $1");
+        let mut bind = |filter: &mut String, condition: &str, value: Bind| {
+            binds.push(value);
+            filter.push_str(&condition.replace("{}", &format!("${}", binds.len())));
+        };
         if let Some(s) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            filter.push_str(" AND r.search LIKE ? ESCAPE '\\'");
             let escaped = s
                 .to_lowercase()
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            binds.push(format!("%{escaped}%"));
+            bind(
+                &mut filter,
+                " AND r.search LIKE {} ESCAPE '\\'",
+                Bind::Text(format!("%{escaped}%")),
+            );
         }
         for (column, value) in [
             ("r.category", &q.category),
@@ -298,41 +419,59 @@ impl Store {
             ("r.dor", &q.dor),
         ] {
             if let Some(v) = value {
-                filter.push_str(&format!(" AND {column} = ?"));
-                binds.push(v.clone());
+                bind(
+                    &mut filter,
+                    &format!(" AND {column} = {{}}"),
+                    Bind::Text(v.clone()),
+                );
             }
         }
         if let Some(d) = q.discontinued {
             filter.push_str(if d {
-                " AND r.is_discontinued = 1"
+                " AND r.is_discontinued"
             } else {
-                " AND r.is_discontinued = 0"
+                " AND NOT r.is_discontinued"
             });
         }
         if q.modified_only {
-            filter.push_str(" AND EXISTS (SELECT 1 FROM drafts d WHERE d.org_id = r.org_id AND d.pfa_id = r.pfa_id AND d.user_id = ?)");
-            binds.push(q.drafts_of_user.to_string());
+            bind(
+                &mut filter,
+                " AND EXISTS (SELECT 1 FROM drafts d WHERE d.org_id = r.org_id AND d.pfa_id = r.pfa_id AND d.user_id = {})",
+                Bind::Int(q.drafts_of_user),
+            );
         }
+        let order = if q.descending {
+            "DESC NULLS LAST"
+        } else {
+            "ASC NULLS FIRST"
+        };
+        let n = binds.len();
         let count_sql = format!("SELECT COUNT(*){filter}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        for b in &binds {
-            count = count.bind(b.clone());
-        }
-        let total = count.fetch_one(self.pool()).await?;
-        let order = if q.descending { "DESC" } else { "ASC" };
-        let sql = format!(
-            "SELECT r.data{filter} ORDER BY {} {order}, r.pfa_id ASC LIMIT ? OFFSET ?",
-            q.sort.column()
+        let page_sql = format!(
+            "SELECT r.data{filter} ORDER BY {} {order}, r.pfa_id ASC LIMIT ${} OFFSET ${}",
+            q.sort.column(),
+            n + 1,
+            n + 2
         );
-        let mut page = sqlx::query_scalar::<_, String>(&sql);
-        for b in &binds {
-            page = page.bind(b.clone());
-        }
-        let rows = page
-            .bind(q.limit)
-            .bind(q.offset)
-            .fetch_all(self.pool())
-            .await?;
+        let (total, rows): (i64, Vec<String>) = on_pool!(self.db(), pool, pg => {
+            let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+            let mut page = sqlx::query_scalar::<_, String>(&page_sql);
+            for b in &binds {
+                match b {
+                    Bind::Text(v) => {
+                        count = count.bind(v.clone());
+                        page = page.bind(v.clone());
+                    }
+                    Bind::Int(v) => {
+                        count = count.bind(*v);
+                        page = page.bind(*v);
+                    }
+                }
+            }
+            let total = count.fetch_one(pool).await?;
+            let rows = page.bind(q.limit).bind(q.offset).fetch_all(pool).await?;
+            (total, rows)
+        });
         let records = rows
             .iter()
             .map(|d| serde_json::from_str(d).context("corrupt record"))
@@ -341,12 +480,14 @@ impl Store {
     }
 
     pub async fn categories(&self, org: &str) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT category FROM pfa_records WHERE org_id = ? ORDER BY category",
-        )
-        .bind(org)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar(
+                "SELECT DISTINCT category FROM pfa_records WHERE org_id = $1 ORDER BY category",
+            )
+            .bind(org)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// The user's drafts for the given records (all when `pfa_ids` is None).
@@ -356,26 +497,14 @@ impl Store {
         user_id: i64,
         pfa_ids: Option<&[String]>,
     ) -> anyhow::Result<Vec<Draft>> {
-        let rows: Vec<(String, String, i64, Option<String>, String)> = sqlx::query_as(
-            "SELECT pfa_id, changes, base_version, reason, updated_at FROM drafts
-             WHERE org_id = ? AND user_id = ? ORDER BY pfa_id",
-        )
-        .bind(org)
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .filter(|(pfa_id, ..)| pfa_ids.is_none_or(|ids| ids.contains(pfa_id)))
-            .map(|(pfa_id, changes, base_version, reason, updated_at)| {
-                Ok(Draft {
-                    pfa_id,
-                    changes: serde_json::from_str(&changes)?,
-                    base_version,
-                    reason,
-                    updated_at,
-                })
-            })
-            .collect()
+        let rows: Vec<DraftRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(DRAFTS)
+                .bind(org)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?
+        });
+        drafts_from(rows, pfa_ids)
     }
 
     /// Saves drafts all-or-nothing; saving again replaces the user's draft of a record.
@@ -385,28 +514,9 @@ impl Store {
         user_id: i64,
         drafts: &[NewDraft],
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin().await?;
-        let now = now();
-        for d in drafts {
-            sqlx::query(
-                "INSERT INTO drafts (org_id, pfa_id, user_id, changes, base_version, reason, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (org_id, user_id, pfa_id) DO UPDATE SET changes = excluded.changes,
-                     base_version = excluded.base_version, reason = excluded.reason, updated_at = excluded.updated_at",
-            )
-            .bind(org)
-            .bind(&d.pfa_id)
-            .bind(user_id)
-            .bind(Value::Object(d.delta.to_json()).to_string())
-            .bind(d.base_version)
-            .bind(&d.reason)
-            .bind(&now)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.save_drafts(org, user_id, drafts, true).await?;
+        tx.commit().await
     }
 
     /// Drops the user's drafts (all when `pfa_ids` is None); returns how many.
@@ -416,33 +526,27 @@ impl Store {
         user_id: i64,
         pfa_ids: Option<&[String]>,
     ) -> anyhow::Result<u64> {
-        let mut tx = self.pool().begin().await?;
-        let mut removed = 0;
-        match pfa_ids {
-            None => {
-                removed += sqlx::query("DELETE FROM drafts WHERE org_id = ? AND user_id = ?")
+        let ids = pfa_ids.map(serde_json::to_string).transpose()?;
+        Ok(on_pool!(self.db(), pool, pg => {
+            match &ids {
+                None => sqlx::query("DELETE FROM drafts WHERE org_id = $1 AND user_id = $2")
                     .bind(org)
                     .bind(user_id)
-                    .execute(&mut *tx)
+                    .execute(pool)
                     .await?
-                    .rows_affected();
+                    .rows_affected(),
+                Some(ids) => sqlx::query(&format!(
+                    "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND pfa_id IN {}",
+                    json_values(pg, 3)
+                ))
+                .bind(org)
+                .bind(user_id)
+                .bind(ids)
+                .execute(pool)
+                .await?
+                .rows_affected(),
             }
-            Some(ids) => {
-                for id in ids {
-                    removed += sqlx::query(
-                        "DELETE FROM drafts WHERE org_id = ? AND user_id = ? AND pfa_id = ?",
-                    )
-                    .bind(org)
-                    .bind(user_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(removed)
+        }))
     }
 
     /// Versions of a record, newest first.
@@ -457,14 +561,16 @@ impl Store {
             String,
             String,
         );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT version, changes, changed_by, reason, kind, job_id, created_at, data FROM pfa_history
-             WHERE org_id = ? AND pfa_id = ? ORDER BY version DESC",
-        )
-        .bind(org)
-        .bind(pfa_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<Row> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT version, changes, changed_by, reason, kind, job_id, created_at, data FROM pfa_history
+                 WHERE org_id = $1 AND pfa_id = $2 ORDER BY version DESC",
+            )
+            .bind(org)
+            .bind(pfa_id)
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter()
             .map(
                 |(version, changes, changed_by, reason, kind, job_id, created_at, data)| {
@@ -481,5 +587,47 @@ impl Store {
                 },
             )
             .collect()
+    }
+}
+
+type DraftRow = (String, String, i64, Option<String>, String);
+
+/// The drafts among `rows` of the given records (all when `pfa_ids` is None).
+fn drafts_from(rows: Vec<DraftRow>, pfa_ids: Option<&[String]>) -> anyhow::Result<Vec<Draft>> {
+    rows.into_iter()
+        .filter(|(pfa_id, ..)| pfa_ids.is_none_or(|ids| ids.contains(pfa_id)))
+        .map(|(pfa_id, changes, base_version, reason, updated_at)| {
+            Ok(Draft {
+                pfa_id,
+                changes: serde_json::from_str(&changes)?,
+                base_version,
+                reason,
+                updated_at,
+            })
+        })
+        .collect()
+}
+
+const DRAFTS: &str = "SELECT pfa_id, changes, base_version, reason, updated_at FROM drafts
+     WHERE org_id = $1 AND user_id = $2 ORDER BY pfa_id";
+
+impl Tx<'_> {
+    /// The user's drafts for the given records (all when `pfa_ids` is None), locked on
+    /// PostgreSQL until this transaction ends: a commit deletes exactly what it read.
+    pub(crate) async fn drafts_for_commit(
+        &mut self,
+        org: &str,
+        user_id: i64,
+        pfa_ids: Option<&[String]>,
+    ) -> anyhow::Result<Vec<Draft>> {
+        let rows: Vec<DraftRow> = on_tx!(self, t, pg => {
+            let sql = if pg { format!("{DRAFTS} FOR UPDATE") } else { DRAFTS.to_owned() };
+            sqlx::query_as(&sql)
+                .bind(org)
+                .bind(user_id)
+                .fetch_all(&mut **t)
+                .await?
+        });
+        drafts_from(rows, pfa_ids)
     }
 }

@@ -1,6 +1,11 @@
 //! Sync jobs, their queue items (one per record), conflicts and the audit trail.
 
-use super::Store;
+use super::{
+    conflicts::AuditEntry,
+    on_pool, on_tx,
+    records::{json_rows, json_values},
+    Store, Tx,
+};
 use crate::domain::sync::{ItemStatus, JobStatus};
 use anyhow::Context;
 use serde::Serialize;
@@ -10,7 +15,7 @@ mod writes;
 
 #[cfg(test)]
 pub(crate) use writes::fixtures;
-pub use writes::{EngineWrites, ItemUpdate, RecordWrite};
+pub use writes::{Applied, EngineWrites, ItemUpdate, JobChange, RecordWrite, RestoredDrafts};
 
 fn now() -> String {
     crate::protocol::timestamp::format(&chrono::Utc::now())
@@ -176,6 +181,18 @@ pub struct NewItem {
     pub reason: Option<String>,
 }
 
+/// A sync job to create, with one queue item per change.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub org: String,
+    pub user_id: i64,
+    pub username: String,
+    /// `commit`, `rollback` or `resolution`.
+    pub kind: &'static str,
+    pub reason: Option<String>,
+    pub items: Vec<NewItem>,
+}
+
 /// A random id with a prefix, e.g. `job-3f9a…`.
 pub fn new_id(prefix: &str) -> String {
     use rand::RngCore;
@@ -184,82 +201,162 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(bytes))
 }
 
+/// The SQL of a JSON row's integer field `key` (`value` of [`json_rows`]).
+pub(crate) fn json_int(pg: bool, key: &str) -> String {
+    if pg {
+        format!("(value ->> '{key}')::bigint")
+    } else {
+        format!("value ->> '{key}'")
+    }
+}
+
+impl Tx<'_> {
+    /// Creates a job with one pending queue item per change (one statement for all items,
+    /// whatever their number).
+    pub(crate) async fn insert_job(&mut self, job: NewJob) -> anyhow::Result<Job> {
+        let id = new_id("job");
+        let now = now();
+        let rows: Vec<Value> = job
+            .items
+            .iter()
+            .enumerate()
+            .map(|(n, item)| {
+                json!({ "n": n, "pfa": item.pfa_id, "changes": Value::Object(item.changes.clone()).to_string(),
+                        "base": item.base_version, "reason": item.reason, "key": new_id("idem") })
+            })
+            .collect();
+        on_tx!(self, t, pg => {
+            sqlx::query(
+                "INSERT INTO sync_jobs (id, org_id, user_id, username, kind, status, total, reason, created_at)
+                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)",
+            )
+            .bind(&id)
+            .bind(&job.org)
+            .bind(job.user_id)
+            .bind(&job.username)
+            .bind(job.kind)
+            .bind(job.items.len() as i64)
+            .bind(&job.reason)
+            .bind(&now)
+            .execute(&mut **t)
+            .await?;
+            sqlx::query(&format!(
+                "INSERT INTO sync_queue (job_id, org_id, pfa_id, user_id, changes, base_version, reason, status,
+                     idempotency_key, updated_at)
+                 SELECT $1, $2, value ->> 'pfa', $3, value ->> 'changes', {}, value ->> 'reason',
+                     'pending', value ->> 'key', $4
+                 FROM {} ORDER BY {}",
+                json_int(pg, "base"),
+                json_rows(pg, 5),
+                json_int(pg, "n"),
+            ))
+            .bind(&id)
+            .bind(&job.org)
+            .bind(job.user_id)
+            .bind(&now)
+            .bind(Value::Array(rows).to_string())
+            .execute(&mut **t)
+            .await?;
+        });
+        Ok(Job {
+            id,
+            organization_id: job.org,
+            user_id: job.user_id,
+            username: job.username,
+            kind: job.kind.to_owned(),
+            status: JobStatus::Queued,
+            total: job.items.len() as i64,
+            synced: 0,
+            conflicts: 0,
+            failed: 0,
+            retries: 0,
+            reason: job.reason,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+        })
+    }
+}
+
 impl Store {
-    /// Creates a job with one queue item per change and, in the same transaction, deletes the
-    /// user's drafts of those records (the queue item now holds the change).
-    pub async fn create_job(
+    /// Turns the user's drafts (of `pfa_ids`, or all) into a `commit` job in one transaction:
+    /// reads the drafts, creates the job, deletes exactly the drafts it took (a draft saved
+    /// meanwhile on PostgreSQL waits for the commit and stays a draft) and writes the audit
+    /// entry. None when there is no draft to commit.
+    pub async fn commit_drafts(
         &self,
         org: &str,
         user_id: i64,
         username: &str,
-        kind: &str,
+        pfa_ids: Option<&[String]>,
         reason: Option<&str>,
-        items: &[NewItem],
-    ) -> anyhow::Result<Job> {
-        let id = new_id("job");
-        let now = now();
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO sync_jobs (id, org_id, user_id, username, kind, status, total, reason, created_at)
-             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(org)
-        .bind(user_id)
-        .bind(username)
-        .bind(kind)
-        .bind(items.len() as i64)
-        .bind(reason)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        // One statement for all items and one for all drafts, whatever their number: a
-        // 10,000-record commit made 20,000 round trips to the database before.
-        let rows: Vec<Value> = items
+        audit: impl FnOnce(&Job) -> AuditEntry,
+    ) -> anyhow::Result<Option<Job>> {
+        let mut tx = self.begin().await?;
+        let drafts = tx.drafts_for_commit(org, user_id, pfa_ids).await?;
+        if drafts.is_empty() {
+            return Ok(None);
+        }
+        let taken: Vec<&str> = drafts.iter().map(|d| d.pfa_id.as_str()).collect();
+        let taken = serde_json::to_string(&taken)?;
+        let items = drafts
             .iter()
-            .map(|item| {
-                json!({ "pfa": item.pfa_id, "changes": Value::Object(item.changes.clone()).to_string(),
-                        "base": item.base_version, "reason": item.reason, "key": new_id("idem") })
+            .map(|d| NewItem {
+                pfa_id: d.pfa_id.clone(),
+                changes: d.changes.clone(),
+                base_version: d.base_version,
+                reason: d.reason.clone().or_else(|| reason.map(str::to_owned)),
             })
             .collect();
-        let rows = Value::Array(rows).to_string();
-        sqlx::query(
-            "INSERT INTO sync_queue (job_id, org_id, pfa_id, user_id, changes, base_version, reason, status,
-                 idempotency_key, updated_at)
-             SELECT ?1, ?2, value ->> 'pfa', ?3, value ->> 'changes', value ->> 'base', value ->> 'reason',
-                 'pending', value ->> 'key', ?4
-             FROM json_each(?5) ORDER BY key",
-        )
-        .bind(&id)
-        .bind(org)
-        .bind(user_id)
-        .bind(&now)
-        .bind(&rows)
-        .execute(&mut *tx)
-        .await?;
-        if kind == "commit" {
-            sqlx::query(
-                "DELETE FROM drafts WHERE org_id = ?1 AND user_id = ?2
-                     AND pfa_id IN (SELECT value ->> 'pfa' FROM json_each(?3))",
-            )
+        let job = tx
+            .insert_job(NewJob {
+                org: org.to_owned(),
+                user_id,
+                username: username.to_owned(),
+                kind: "commit",
+                reason: reason.map(str::to_owned),
+                items,
+            })
+            .await?;
+        on_tx!(&mut tx, t, pg => {
+            sqlx::query(&format!(
+                "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND pfa_id IN {}",
+                json_values(pg, 3)
+            ))
             .bind(org)
             .bind(user_id)
-            .bind(&rows)
-            .execute(&mut *tx)
+            .bind(&taken)
+            .execute(&mut **t)
             .await?;
-        }
+        });
+        tx.audit(&[&audit(&job)]).await?;
         tx.commit().await?;
-        self.job(org, &id).await?.context("job just created")
+        Ok(Some(job))
+    }
+
+    /// Creates a job and its audit entry in one transaction.
+    pub async fn create_job(
+        &self,
+        job: NewJob,
+        audit: impl FnOnce(&Job) -> AuditEntry,
+    ) -> anyhow::Result<Job> {
+        let mut tx = self.begin().await?;
+        let job = tx.insert_job(job).await?;
+        tx.audit(&[&audit(&job)]).await?;
+        tx.commit().await?;
+        Ok(job)
     }
 
     pub async fn job(&self, org: &str, id: &str) -> anyhow::Result<Option<Job>> {
-        let row: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE org_id = ? AND id = ?"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<JobRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE org_id = $1 AND id = $2"
+            ))
+            .bind(org)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
         row.map(job_from).transpose()
     }
 
@@ -269,164 +366,117 @@ impl Store {
         status: Option<JobStatus>,
         limit: i64,
     ) -> anyhow::Result<Vec<Job>> {
-        let rows: Vec<JobRow> = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE org_id = ? AND (? IS NULL OR status = ?)
-             ORDER BY created_at DESC, id DESC LIMIT ?"
-        ))
-        .bind(org)
-        .bind(status.map(|s| s.as_str()))
-        .bind(status.map(|s| s.as_str()))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<JobRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE org_id = $1
+                     AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
+            ))
+            .bind(org)
+            .bind(status.map(|s| s.as_str()))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter().map(job_from).collect()
     }
 
     /// Jobs of every org that should be running (queued or running), oldest first.
     pub async fn runnable_jobs(&self) -> anyhow::Result<Vec<Job>> {
-        let rows: Vec<JobRow> = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE status IN ('queued', 'running') ORDER BY created_at"
-        ))
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<JobRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE status IN ('queued', 'running') ORDER BY created_at"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter().map(job_from).collect()
     }
 
-    pub async fn set_job_status(&self, id: &str, status: JobStatus) -> anyhow::Result<()> {
-        let now = now();
-        sqlx::query(
-            "UPDATE sync_jobs SET status = ?,
-                 started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END,
-                 completed_at = CASE WHEN ? IN ('completed', 'completed_with_conflicts', 'failed', 'cancelled') THEN ? ELSE NULL END
-             WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(status.as_str())
-        .bind(&now)
-        .bind(status.as_str())
-        .bind(&now)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Moves a job from `from` to `to` only if it is still in `from` (a command may have
-    /// changed it meanwhile); true when it moved.
-    pub async fn transition_job(
-        &self,
-        id: &str,
-        from: JobStatus,
-        to: JobStatus,
-    ) -> anyhow::Result<bool> {
-        let now = now();
-        let done = sqlx::query(
-            "UPDATE sync_jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND status = ?",
-        )
-        .bind(to.as_str())
-        .bind(&now)
-        .bind(id)
-        .bind(from.as_str())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Recounts a job's synced / conflicts / failed from its items.
-    pub async fn refresh_job_counts(&self, id: &str) -> anyhow::Result<()> {
-        sqlx::query(RECOUNT_JOBS)
-            .bind(json!([id]).to_string())
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Cancelled jobs that still have pending or in-flight items: a process stopped between
+    /// the cancel and the cancellation of the items.
+    pub async fn unfinished_cancellations(&self) -> anyhow::Result<Vec<Job>> {
+        let rows: Vec<JobRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {JOB_COLUMNS} FROM sync_jobs j WHERE status = 'cancelled'
+                     AND EXISTS (SELECT 1 FROM sync_queue q WHERE q.job_id = j.id
+                                 AND q.status IN ('pending', 'in_flight'))
+                 ORDER BY created_at"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(job_from).collect()
     }
 
     pub async fn items(&self, job_id: &str) -> anyhow::Result<Vec<QueueItem>> {
-        let rows: Vec<ItemRow> = sqlx::query_as(&format!(
-            "SELECT {ITEM_COLUMNS} FROM sync_queue WHERE job_id = ? ORDER BY id"
-        ))
-        .bind(job_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<ItemRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!(
+                "SELECT {ITEM_COLUMNS} FROM sync_queue WHERE job_id = $1 ORDER BY id"
+            ))
+            .bind(job_id)
+            .fetch_all(pool)
+            .await?
+        });
         rows.into_iter().map(item_from).collect()
     }
 
     pub async fn item(&self, id: i64) -> anyhow::Result<Option<QueueItem>> {
-        let row: Option<ItemRow> = sqlx::query_as(&format!(
-            "SELECT {ITEM_COLUMNS} FROM sync_queue WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<ItemRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(&format!("SELECT {ITEM_COLUMNS} FROM sync_queue WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
         row.map(item_from).transpose()
     }
 
     /// Puts items that were in flight when the process stopped back to pending (their
     /// idempotency key makes the repeated PEMS write harmless).
     pub async fn requeue_in_flight(&self) -> anyhow::Result<u64> {
-        Ok(
+        Ok(on_pool!(self.db(), pool, pg => {
             sqlx::query("UPDATE sync_queue SET status = 'pending' WHERE status = 'in_flight'")
-                .execute(self.pool())
+                .execute(pool)
                 .await?
-                .rows_affected(),
-        )
+                .rows_affected()
+        }))
     }
 
-    /// Re-bases a pending item on a newer version with (possibly) new changes.
+    /// Re-bases an in-flight item on a newer version with (possibly) new changes; pending
+    /// again with a new idempotency key. False when the item was not in flight.
     pub async fn rebase_item(
         &self,
         item_id: i64,
         changes: &Map<String, Value>,
         base_version: i64,
-        reset_attempts: bool,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE sync_queue SET changes = ?, base_version = ?, status = 'pending', next_attempt_at = 0,
-                 attempts = CASE WHEN ? THEN 0 ELSE attempts END, error_code = NULL, last_error = NULL,
-                 idempotency_key = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(Value::Object(changes.clone()).to_string())
-        .bind(base_version)
-        .bind(reset_attempts)
-        .bind(new_id("idem"))
-        .bind(now())
-        .bind(item_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Items of a job in `from` set to `to` (e.g. failed -> pending on retry); returns how many.
-    pub async fn move_items(
-        &self,
-        job_id: &str,
-        from: &[ItemStatus],
-        to: ItemStatus,
-        reset_attempts: bool,
-    ) -> anyhow::Result<u64> {
-        let mut moved = 0;
-        for status in from {
-            moved += sqlx::query(
-                "UPDATE sync_queue SET status = ?, next_attempt_at = 0,
-                     attempts = CASE WHEN ? THEN 0 ELSE attempts END, updated_at = ?
-                 WHERE job_id = ? AND status = ?",
+    ) -> anyhow::Result<bool> {
+        let done = on_pool!(self.db(), pool, pg => {
+            sqlx::query(
+                "UPDATE sync_queue SET changes = $1, base_version = $2, status = 'pending', next_attempt_at = 0,
+                     error_code = NULL, last_error = NULL, idempotency_key = $3, updated_at = $4
+                 WHERE id = $5 AND status = 'in_flight'",
             )
-            .bind(to.as_str())
-            .bind(reset_attempts)
+            .bind(Value::Object(changes.clone()).to_string())
+            .bind(base_version)
+            .bind(new_id("idem"))
             .bind(now())
-            .bind(job_id)
-            .bind(status.as_str())
-            .execute(self.pool())
+            .bind(item_id)
+            .execute(pool)
             .await?
-            .rows_affected();
-        }
-        Ok(moved)
+            .rows_affected()
+        });
+        Ok(done == 1)
     }
 }
 
-/// Recounts synced / conflicts / failed of the jobs whose ids are in the JSON array `?1`.
-const RECOUNT_JOBS: &str = "UPDATE sync_jobs SET
-         synced = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'synced'),
-         conflicts = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'conflict'),
-         failed = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'failed')
-     WHERE id IN (SELECT value FROM json_each(?1))";
+/// Recounts synced / conflicts / failed of the jobs whose ids are in the JSON array `$1`.
+fn recount_jobs(pg: bool) -> String {
+    format!(
+        "UPDATE sync_jobs SET
+             synced = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'synced'),
+             conflicts = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'conflict'),
+             failed = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'failed')
+         WHERE id IN {}",
+        json_values(pg, 1)
+    )
+}

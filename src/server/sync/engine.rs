@@ -9,7 +9,11 @@ use crate::{
     domain::sync::{ItemStatus, JobCommand, JobStatus},
     server::{
         realtime::hub::Hub,
-        store::{sync::Job, Store},
+        store::{
+            conflicts::AuditEntry,
+            sync::{EngineWrites, Job, JobChange},
+            Store,
+        },
     },
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -62,7 +66,6 @@ pub struct Engine {
 
 pub(super) struct Inner {
     pub store: Store,
-    pub hub: Hub,
     pub pems: PemsClient,
     /// Where every per-record store write goes, to be committed in batches.
     pub writer: Writer,
@@ -81,11 +84,10 @@ impl Engine {
         settings: EngineSettings,
         shutdown: CancellationToken,
     ) -> Self {
-        let writer = Writer::spawn(store.clone(), hub.clone());
+        let writer = Writer::spawn(store.clone(), hub);
         Self {
             inner: Arc::new(Inner {
                 store,
-                hub,
                 pems,
                 writer,
                 settings,
@@ -100,6 +102,10 @@ impl Engine {
     /// every queued or running job.
     pub async fn recover(&self) -> anyhow::Result<usize> {
         let requeued = self.inner.store.requeue_in_flight().await?;
+        // Cancelled, but stopped before the cancellation of their items was committed.
+        for job in self.inner.store.unfinished_cancellations().await? {
+            runner::finish_cancelled(self, &job).await?;
+        }
         let jobs = self.inner.store.runnable_jobs().await?;
         if requeued > 0 || !jobs.is_empty() {
             tracing::info!(requeued, jobs = jobs.len(), "resuming sync jobs");
@@ -161,83 +167,107 @@ impl Engine {
         }
     }
 
-    /// Applies a sync command to a job of `org`; the answer text for COMMAND_RESULT.
+    /// Applies a sync command to a job of `org`; the answer text for COMMAND_RESULT. The
+    /// status change, what it does to the items, the audit entry and the event that reports it
+    /// are one transaction, applied only if the job is still in the status the command was
+    /// decided on (read again and decided anew, a few times, when it is not).
     #[tracing::instrument(skip(self))]
     pub async fn command(
         &self,
         org: &str,
         job_id: &str,
         command: JobCommand,
-        username: &str,
+        user: (Option<i64>, &str),
     ) -> Result<String, String> {
         let store = &self.inner.store;
         let internal = |e: anyhow::Error| {
             tracing::error!("sync command failed: {e:#}");
             "internal error; see the server log".to_owned()
         };
-        let job = store
-            .job(org, job_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| format!("no sync job {job_id} in {org}"))?;
-        let next = job.status.after(command)?;
-        if command == JobCommand::Retry {
-            let moved = store
-                .move_items(job_id, &[ItemStatus::Failed], ItemStatus::Pending, true)
+        let (user_id, username) = user;
+        for _ in 0..5 {
+            let job = store
+                .job(org, job_id)
                 .await
-                .map_err(internal)?;
-            if moved == 0 {
-                return Err(format!("job {job_id} has no failed records to retry"));
+                .map_err(internal)?
+                .ok_or_else(|| format!("no sync job {job_id} in {org}"))?;
+            let next = job.status.after(command)?;
+            let mut items = store.items(job_id).await.map_err(internal)?;
+            let mut writes = EngineWrites {
+                audit: vec![AuditEntry {
+                    org: org.to_owned(),
+                    user_id,
+                    username: username.to_owned(),
+                    action: format!("sync.{}", command.verb()),
+                    target: job_id.to_owned(),
+                    detail: serde_json::json!({"from": job.status.as_str(), "to": next.as_str()}),
+                }],
+                ..Default::default()
+            };
+            if next != job.status || command == JobCommand::Retry {
+                writes.job = Some(JobChange {
+                    job_id: job_id.to_owned(),
+                    from: vec![job.status],
+                    to: next,
+                });
             }
-            store.refresh_job_counts(job_id).await.map_err(internal)?;
-        }
-        if next != job.status {
-            store.set_job_status(job_id, next).await.map_err(internal)?;
-        }
-        store
-            .audit(
-                org,
-                Some(job.user_id),
-                username,
-                &format!("sync.{}", command.verb()),
-                job_id,
-                serde_json::json!({"from": job.status.as_str(), "to": next.as_str()}),
-            )
-            .await
-            .map_err(internal)?;
-        let job = Job {
-            status: next,
-            ..job
-        };
-        match command {
-            JobCommand::Pause => {
-                self.wake(job_id);
-                runner::announce(self, &job, Some(&format!("Sync paused by {username}"))).await;
-            }
-            JobCommand::Resume | JobCommand::Retry => {
-                self.spawn_runner(&job);
-                let note = format!(
-                    "Sync {} by {username}",
-                    if command == JobCommand::Resume {
-                        "resumed"
-                    } else {
-                        "retried"
-                    }
-                );
-                runner::announce(self, &job, Some(&note)).await;
-            }
-            JobCommand::Cancel => {
-                if !self.wake(job_id) {
-                    runner::finish_cancelled(self, &job)
-                        .await
-                        .map_err(internal)?;
+            if command == JobCommand::Retry {
+                if !items.iter().any(|i| i.status == ItemStatus::Failed) {
+                    return Err(format!("job {job_id} has no failed records to retry"));
+                }
+                writes.requeue_failed.push(job_id.to_owned());
+                writes.recount.push(job_id.to_owned());
+                for item in items.iter_mut().filter(|i| i.status == ItemStatus::Failed) {
+                    item.status = ItemStatus::Pending;
                 }
             }
+            let note = match command {
+                JobCommand::Pause => Some(format!("Sync paused by {username}")),
+                JobCommand::Resume => Some(format!("Sync resumed by {username}")),
+                JobCommand::Retry => Some(format!("Sync retried by {username}")),
+                // The terminal event reports it, with the cancelled items.
+                JobCommand::Cancel => None,
+            };
+            if let Some(note) = note {
+                let event = runner::note(&job, &items, next, &note);
+                writes.events.push((org.to_owned(), event));
+            }
+            if self
+                .inner
+                .writer
+                .commit(writes)
+                .await
+                .map_err(internal)?
+                .fenced
+            {
+                continue;
+            }
+            let job = Job {
+                status: next,
+                ..job
+            };
+            match command {
+                JobCommand::Pause => {
+                    self.wake(job_id);
+                }
+                JobCommand::Resume | JobCommand::Retry => self.spawn_runner(&job),
+                JobCommand::Cancel => {
+                    if !self.wake(job_id) {
+                        runner::finish_cancelled(self, &job)
+                            .await
+                            .map_err(internal)?;
+                    }
+                }
+            }
+            return Ok(format!(
+                "{} job {job_id}: now {}",
+                command.verb(),
+                next.as_str()
+            ));
         }
-        Ok(format!(
-            "{} job {job_id}: now {}",
-            command.verb(),
-            next.as_str()
+        Err(format!(
+            "job {job_id} kept changing while the {} was applied; try again",
+            command.verb()
         ))
     }
 

@@ -11,7 +11,6 @@ use super::{
     engine::{is_active, Engine, OrgLimits},
     events::{self, Counts},
     pems::{client::PemsError, wire::WriteRequest},
-    writer::Announcement,
 };
 use crate::{
     domain::{
@@ -20,8 +19,9 @@ use crate::{
     },
     protocol::events::SyncEvent,
     server::store::{
+        conflicts::NewConflict,
         records::NewDraft,
-        sync::{EngineWrites, ItemUpdate, Job, QueueItem, RecordWrite},
+        sync::{EngineWrites, ItemUpdate, Job, JobChange, QueueItem, RecordWrite, RestoredDrafts},
     },
 };
 use anyhow::Context;
@@ -54,6 +54,8 @@ enum Outcome {
     /// Not sent: the job stopped running (paused, cancelled, shutdown) while the item waited
     /// for a permit; it is pending again as it was.
     Unstarted,
+    /// No longer this runner's: the item's status changed meanwhile (its job was cancelled).
+    Gone,
 }
 
 /// What the item tasks of one job share.
@@ -89,30 +91,16 @@ fn counts_of<'a>(
     c
 }
 
-async fn publish(engine: &Engine, org: &str, event: crate::protocol::events::SyncEvent) {
-    if let Err(e) = engine.inner.hub.publish(org, event).await {
-        tracing::error!(org, "cannot publish sync event: {e:#}");
-    }
-}
-
-/// Publishes a job-level SYNC_PROGRESS with the job's current counts (e.g. after a command).
-pub async fn announce(engine: &Engine, job: &Job, note: Option<&str>) {
-    match engine.inner.store.items(&job.id).await {
-        Ok(items) => {
-            let counts = counts_of(&items, items.len() as i64, job.retries);
-            publish(
-                engine,
-                &job.organization_id,
-                events::progress(&job.id, counts, job.status, note),
-            )
-            .await
-        }
-        Err(e) => tracing::error!("cannot read job items: {e:#}"),
-    }
+/// A job-level SYNC_PROGRESS with a job's counts as `items` give them, saying `note` (after a
+/// command).
+pub fn note(job: &Job, items: &[QueueItem], status: JobStatus, note: &str) -> SyncEvent {
+    let counts = counts_of(items, items.len() as i64, job.retries);
+    events::progress(&job.id, counts, status, Some(note))
 }
 
 /// Cancels what is left of a job: pending items become cancelled and their changes go back
-/// to their author's drafts (nothing is lost), then the terminal event.
+/// to their author's drafts (nothing is lost; a draft the author saved since is kept), with
+/// the terminal event, in one transaction.
 pub async fn finish_cancelled(engine: &Engine, job: &Job) -> anyhow::Result<()> {
     let store = &engine.inner.store;
     let items = store.items(&job.id).await?;
@@ -120,8 +108,8 @@ pub async fn finish_cancelled(engine: &Engine, job: &Job) -> anyhow::Result<()> 
         .iter()
         .filter(|i| matches!(i.status, ItemStatus::Pending | ItemStatus::InFlight))
         .collect();
+    let mut drafts: BTreeMap<i64, Vec<NewDraft>> = BTreeMap::new();
     if job.kind == "commit" {
-        let mut drafts: BTreeMap<i64, Vec<NewDraft>> = BTreeMap::new();
         for item in &open {
             if let Ok(delta) = Delta::parse(&item.changes) {
                 drafts.entry(item.user_id).or_default().push(NewDraft {
@@ -132,26 +120,26 @@ pub async fn finish_cancelled(engine: &Engine, job: &Job) -> anyhow::Result<()> 
                 });
             }
         }
-        for (user_id, drafts) in drafts {
-            store
-                .save_drafts(&job.organization_id, user_id, &drafts)
-                .await?;
-        }
     }
-    let cancelled = EngineWrites {
-        items: open
-            .iter()
-            .map(|i| update(i.id, ItemStatus::Cancelled, 0, None))
-            .collect(),
-        recount: vec![job.id.clone()],
-        ..Default::default()
-    };
     let mut counts = counts_of(&items, items.len() as i64, job.retries);
     counts.cancelled += open.len() as i64;
-    // Through the writer: after every event of the job it has still to publish.
     let finished = events::job_finished(&job.id, counts, JobStatus::Cancelled);
-    let event = Some((job.organization_id.clone(), finished));
-    engine.inner.writer.commit(cancelled, event).await?;
+    let cancelled = EngineWrites {
+        cancel_open: vec![job.id.clone()],
+        drafts: drafts
+            .into_iter()
+            .map(|(user_id, drafts)| RestoredDrafts {
+                org: job.organization_id.clone(),
+                user_id,
+                drafts,
+            })
+            .collect(),
+        recount: vec![job.id.clone()],
+        events: vec![(job.organization_id.clone(), finished)],
+        ..Default::default()
+    };
+    // Through the writer: after every event of the job it has still to append.
+    engine.inner.writer.commit(cancelled).await?;
     Ok(())
 }
 
@@ -166,18 +154,25 @@ pub async fn run(
     let settings = engine.inner.settings.clone();
     let limits = engine.limits(org);
     let mut job = store.job(org, job_id).await?.context("job vanished")?;
-    if job.status == JobStatus::Queued
-        && store
-            .transition_job(job_id, JobStatus::Queued, JobStatus::Running)
-            .await?
-    {
-        job.status = JobStatus::Running;
-        publish(
-            engine,
-            org,
-            events::job_started(job_id, job.total, &job.kind),
-        )
-        .await;
+    if job.status == JobStatus::Queued {
+        let start = EngineWrites {
+            job: Some(JobChange {
+                job_id: job_id.to_owned(),
+                from: vec![JobStatus::Queued],
+                to: JobStatus::Running,
+            }),
+            events: vec![(
+                org.to_owned(),
+                events::job_started(job_id, job.total, &job.kind),
+            )],
+            ..Default::default()
+        };
+        if engine.inner.writer.commit(start).await?.fenced {
+            // A command came first.
+            job = store.job(org, job_id).await?.context("job vanished")?;
+        } else {
+            job.status = JobStatus::Running;
+        }
     }
     let context = Arc::new(JobContext {
         org_code: store.org_code(org).await?,
@@ -230,22 +225,39 @@ pub async fn run(
                 }
                 JobStatus::Paused => {}
                 _ if ready.is_empty() && delayed.is_empty() => {
-                    store.refresh_job_counts(job_id).await?;
                     let final_status =
                         JobStatus::finished(counts.synced, counts.conflicts, counts.failed);
-                    store.set_job_status(job_id, final_status).await?;
-                    // Through the writer: after every event of the job it has still to publish.
-                    let last = events::progress(job_id, counts, final_status, None);
-                    let finished = events::job_finished(job_id, counts, final_status);
-                    for event in [last, finished] {
-                        let event = Some((org.to_owned(), event));
-                        engine
-                            .inner
-                            .writer
-                            .commit(EngineWrites::default(), event)
-                            .await?;
+                    // Through the writer: after every event of the job it has still to append.
+                    let finish = EngineWrites {
+                        job: Some(JobChange {
+                            job_id: job_id.to_owned(),
+                            from: vec![JobStatus::Queued, JobStatus::Running],
+                            to: final_status,
+                        }),
+                        recount: vec![job_id.to_owned()],
+                        events: vec![
+                            (
+                                org.to_owned(),
+                                events::progress(job_id, counts, final_status, None),
+                            ),
+                            (
+                                org.to_owned(),
+                                events::job_finished(job_id, counts, final_status),
+                            ),
+                        ],
+                        ..Default::default()
+                    };
+                    if !engine.inner.writer.commit(finish).await?.fenced {
+                        return Ok(());
                     }
-                    return Ok(());
+                    // A command changed the job meanwhile (paused, cancelled): follow it.
+                    status = store
+                        .job(org, job_id)
+                        .await?
+                        .map(|j| j.status)
+                        .unwrap_or(JobStatus::Cancelled);
+                    context.sending.store(is_active(status), Ordering::Relaxed);
+                    continue;
                 }
                 _ => {}
             }
@@ -258,13 +270,12 @@ pub async fn run(
                 ..Default::default()
             };
             let event = events::progress(job_id, counts, status, None);
+            let recount = EngineWrites {
+                events: vec![(org.to_owned(), event)],
+                ..recount
+            };
             // Not waited for: launching goes on while the event waits its turn.
-            if let Err(e) = engine
-                .inner
-                .writer
-                .submit(recount, Some((org.to_owned(), event)))
-                .await
-            {
+            if let Err(e) = engine.inner.writer.submit(recount).await {
                 tracing::error!(job = job_id, "cannot record progress: {e:#}");
             }
             last_progress = Instant::now();
@@ -297,6 +308,7 @@ pub async fn run(
                         }
                         Ok(Outcome::Rebased(item)) => ready.push_back(item),
                         Ok(Outcome::Unstarted) => ready.push_front(item),
+                        Ok(Outcome::Gone) => {}
                         Err(e) => {
                             // A store failure: leave the item pending for the next run.
                             tracing::error!(job = job_id, pfa = item.pfa_id, "item processing failed: {e:#}");
@@ -384,8 +396,13 @@ async fn process(
     let settings = &engine.inner.settings;
     let job = &context.job;
     let org = &job.organization_id;
-    let announce = |event: SyncEvent| -> Option<Announcement> { Some((org.clone(), event)) };
-    let record = writer.start(item.id).await?.context("record vanished")?;
+    let with_event = |writes: EngineWrites, event: SyncEvent| EngineWrites {
+        events: vec![(org.clone(), event)],
+        ..writes
+    };
+    let Some(record) = writer.start(item.id).await? else {
+        return Ok(Outcome::Gone);
+    };
     let attempts = item.attempts + 1;
     let request = WriteRequest {
         pfa_id: item.pfa_id.clone(),
@@ -402,7 +419,7 @@ async fn process(
             unstarted: vec![item.id],
             ..Default::default()
         };
-        writer.commit(unstarted, None).await?;
+        writer.commit(unstarted).await?;
         return Ok(Outcome::Unstarted);
     }
     context.limits.rate.until_ready().await;
@@ -434,8 +451,10 @@ async fn process(
                         false,
                         attempts,
                     );
-                    writer.commit(only(failed), announce(event)).await?;
-                    return Ok(Outcome::Failed);
+                    return Ok(settled(
+                        writer.commit(with_event(only(failed), event)).await?,
+                        Outcome::Failed,
+                    ));
                 }
             };
             after.version = ok.new_version;
@@ -454,8 +473,10 @@ async fn process(
                 ..Default::default()
             };
             let event = events::record_synced(&job.id, &item.pfa_id, ok.new_version);
-            writer.commit(writes, announce(event)).await?;
-            Ok(Outcome::Synced)
+            Ok(settled(
+                writer.commit(with_event(writes, event)).await?,
+                Outcome::Synced,
+            ))
         }
         Err(PemsError::Conflict {
             current_version,
@@ -485,7 +506,7 @@ async fn process(
                     records: vec![write],
                     ..Default::default()
                 };
-                writer.commit(writes, None).await?;
+                writer.commit(writes).await?;
             }
 
             let overlapping: Vec<String> = item
@@ -507,12 +528,17 @@ async fn process(
                 if changes.is_empty() {
                     let synced = update(item.id, ItemStatus::Synced, 0, None);
                     let event = events::record_synced(&job.id, &item.pfa_id, remote.version);
-                    writer.commit(only(synced), announce(event)).await?;
-                    return Ok(Outcome::Synced);
+                    return Ok(settled(
+                        writer.commit(with_event(only(synced), event)).await?,
+                        Outcome::Synced,
+                    ));
                 }
-                store
-                    .rebase_item(item.id, &changes, current_version, false)
-                    .await?;
+                if !store
+                    .rebase_item(item.id, &changes, current_version)
+                    .await?
+                {
+                    return Ok(Outcome::Gone);
+                }
                 let rebased = store.item(item.id).await?.context("item vanished")?;
                 return Ok(Outcome::Rebased(rebased));
             }
@@ -529,23 +555,40 @@ async fn process(
                     )
                 })
                 .collect();
-            let conflict_id = store
-                .create_conflict(item, &overlapping, &local, &theirs, current_version)
-                .await?;
+            let conflict = NewConflict::new(
+                item,
+                overlapping.clone(),
+                local.clone(),
+                theirs.clone(),
+                current_version,
+            );
             let event = events::record_conflict(
                 &job.id,
                 &item.pfa_id,
-                &conflict_id,
+                &conflict.id,
                 &overlapping,
                 &local,
                 &theirs,
                 item.base_version,
                 current_version,
             );
-            writer
-                .commit(EngineWrites::default(), announce(event))
-                .await?;
-            Ok(Outcome::Conflict)
+            let stopped = update(
+                item.id,
+                ItemStatus::Conflict,
+                0,
+                Some((
+                    "PEMS_VERSION_CONFLICT",
+                    "changed in PEMS since the draft's version",
+                )),
+            );
+            let writes = EngineWrites {
+                conflicts: vec![conflict],
+                ..only(stopped)
+            };
+            Ok(settled(
+                writer.commit(with_event(writes, event)).await?,
+                Outcome::Conflict,
+            ))
         }
         Err(error) if error.is_retryable() && attempts < i64::from(settings.max_attempts) => {
             // Full-jitter backoff, but never sooner than PEMS asked (`Retry-After` on a 429 or
@@ -571,7 +614,9 @@ async fn process(
                 retries: vec![job.id.clone()],
                 ..Default::default()
             };
-            writer.commit(writes, None).await?;
+            if writer.commit(writes).await?.fenced {
+                return Ok(Outcome::Gone);
+            }
             tracing::debug!(pfa = item.pfa_id, attempts, ?wait, "retrying after {error}");
             let again = QueueItem {
                 status: ItemStatus::Pending,
@@ -589,9 +634,20 @@ async fn process(
             let failed = update(item.id, ItemStatus::Failed, 0, Some((code, &message)));
             let event =
                 events::record_failed(&job.id, &item.pfa_id, message, code, retryable, attempts);
-            writer.commit(only(failed), announce(event)).await?;
-            Ok(Outcome::Failed)
+            Ok(settled(
+                writer.commit(with_event(only(failed), event)).await?,
+                Outcome::Failed,
+            ))
         }
+    }
+}
+
+/// `outcome`, unless the writes were fenced (the item is no longer this runner's).
+fn settled(done: super::writer::Done, outcome: Outcome) -> Outcome {
+    if done.fenced {
+        Outcome::Gone
+    } else {
+        outcome
     }
 }
 

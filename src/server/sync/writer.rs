@@ -1,25 +1,23 @@
-//! Group commit for the sync engine. Item tasks hand their store writes, and the record-level
-//! event that announces them, to one writer task. The writer takes everything that queued up
-//! while it was busy, applies it in one transaction ([`Store::apply_engine_writes`]), then
-//! publishes the events in commit order, answering each caller once its event is out. So a
-//! 10,000-record job costs a few hundred transactions instead of three per record (each with
-//! its own round trips to SQLite's worker thread and, under contention, the busy handler's
-//! sleeps), and the engine's writes never contend with its own event appends: both are done by
-//! this one task, and writes gather while events go out.
+//! Group commit for the sync engine. Item tasks hand their store writes, with the events that
+//! report them, to one writer task. The writer takes everything that queued up while it was
+//! busy and applies it in one transaction ([`Store::apply_engine_writes`]) that also appends
+//! the events to the log; once that is committed it hands the events to the hub and answers
+//! each caller. So a 10,000-record job costs a few hundred transactions instead of three per
+//! record, and an event exists exactly when the state it reports does: a crash before the
+//! commit leaves the item in flight with no event, and the restarted engine sends the same write
+//! again under the same idempotency key.
 //!
-//! Nothing is weaker than one transaction per record: a caller hears back only once its writes
-//! are committed (and its event published), and a crash before the commit leaves its item in
-//! flight, so the restarted engine sends the same write again under the same idempotency key.
+//! Writes that change a job's status are applied in a transaction of their own, in their turn:
+//! a job's terminal event is appended after every record event queued before it.
 
 use crate::{
     domain::pfa::PfaRecord,
-    protocol::events::SyncEvent,
     server::{
         realtime::hub::Hub,
         store::{sync::EngineWrites, Store},
     },
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most callers whose writes share one transaction.
@@ -28,13 +26,19 @@ const MAX_BATCH: usize = 256;
 /// write outstanding, so this is reached only with many jobs at once).
 const QUEUE: usize = 1024;
 
-/// An event to publish once the writes before it are committed: (organization, event).
-pub type Announcement = (String, SyncEvent);
+/// What became of a caller's writes.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// The records of the items the writes started, by item id.
+    pub records: HashMap<i64, PfaRecord>,
+    /// Nothing was written: a status the writes expected had changed (see
+    /// [`Store::apply_engine_writes`]).
+    pub fenced: bool,
+}
 
 struct Op {
     writes: EngineWrites,
-    event: Option<Announcement>,
-    done: oneshot::Sender<anyhow::Result<HashMap<i64, PfaRecord>>>,
+    done: oneshot::Sender<anyhow::Result<Done>>,
 }
 
 /// Handle to the writer task; clones share it. The task ends when the last handle is dropped.
@@ -51,142 +55,113 @@ impl Writer {
         Self { queue }
     }
 
-    /// Commits `writes`, then publishes `event`; returns when both are done, with the records
-    /// of the items `writes` started (by item id). An error means nothing of `writes` was
-    /// written and the event was not published.
-    pub async fn commit(
-        &self,
-        writes: EngineWrites,
-        event: Option<Announcement>,
-    ) -> anyhow::Result<HashMap<i64, PfaRecord>> {
-        let answer = self.enqueue(writes, event).await?;
+    /// Commits `writes` and their events, then hands the events to the hub; returns when both
+    /// are done. An error means nothing of `writes` was written.
+    pub async fn commit(&self, writes: EngineWrites) -> anyhow::Result<Done> {
+        let answer = self.enqueue(writes).await?;
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the sync writer stopped before answering"))?
     }
 
-    /// Queues `writes` and `event` like [`Writer::commit`] without waiting for them (a failure
-    /// is logged). Whatever is queued after them is still published after `event`.
-    pub async fn submit(
-        &self,
-        writes: EngineWrites,
-        event: Option<Announcement>,
-    ) -> anyhow::Result<()> {
-        self.enqueue(writes, event).await.map(drop)
+    /// Queues `writes` like [`Writer::commit`] without waiting for them (a failure is logged).
+    /// Whatever is queued after them is still committed after them.
+    pub async fn submit(&self, writes: EngineWrites) -> anyhow::Result<()> {
+        self.enqueue(writes).await.map(drop)
     }
 
     async fn enqueue(
         &self,
         writes: EngineWrites,
-        event: Option<Announcement>,
-    ) -> anyhow::Result<oneshot::Receiver<anyhow::Result<HashMap<i64, PfaRecord>>>> {
+    ) -> anyhow::Result<oneshot::Receiver<anyhow::Result<Done>>> {
         let (done, answer) = oneshot::channel();
-        let op = Op {
-            writes,
-            event,
-            done,
-        };
-        if self.queue.send(op).await.is_err() {
+        if self.queue.send(Op { writes, done }).await.is_err() {
             anyhow::bail!("the sync writer has stopped");
         }
         Ok(answer)
     }
 
-    /// Puts a queue item in flight (one more attempt) and answers its record as it is now.
+    /// Puts a pending queue item in flight (one more attempt) and answers its record as it is
+    /// now; None when the item is no longer pending (its job was cancelled meanwhile).
     /// (Undone with `EngineWrites::unstarted` when its PEMS request is not sent after all.)
     pub async fn start(&self, item_id: i64) -> anyhow::Result<Option<PfaRecord>> {
         let writes = EngineWrites {
             started: vec![item_id],
             ..Default::default()
         };
-        Ok(self.commit(writes, None).await?.remove(&item_id))
+        Ok(self.commit(writes).await?.records.remove(&item_id))
     }
-}
-
-/// A committed caller whose event is still to be published: its answer, and the event.
-struct Announcing {
-    done: oneshot::Sender<anyhow::Result<HashMap<i64, PfaRecord>>>,
-    records: HashMap<i64, PfaRecord>,
-    event: Announcement,
 }
 
 async fn run(store: Store, hub: Hub, mut ops: mpsc::Receiver<Op>) {
     let mut queued: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-    let mut announcing: VecDeque<Announcing> = VecDeque::new();
     loop {
-        if queued.is_empty() && announcing.is_empty() {
-            if ops.recv_many(&mut queued, MAX_BATCH).await == 0 {
-                return;
-            }
-        } else {
-            while queued.len() < MAX_BATCH {
-                match ops.try_recv() {
-                    Ok(op) => queued.push(op),
-                    Err(_) => break,
+        if ops.recv_many(&mut queued, MAX_BATCH).await == 0 {
+            return;
+        }
+        let mut rest = queued.drain(..).peekable();
+        while rest.peek().is_some() {
+            // A job status change goes alone; other writes go together up to the next one.
+            let mut batch = vec![rest.next().expect("peeked")];
+            if batch[0].writes.job.is_none() {
+                while let Some(op) = rest.next_if(|op| op.writes.job.is_none()) {
+                    batch.push(op);
                 }
             }
-        }
-        // Writes gather while the events of the previous transaction are published.
-        if !queued.is_empty() && (announcing.is_empty() || queued.len() >= MAX_BATCH) {
-            commit(&store, &mut queued, &mut announcing).await;
-        }
-        if let Some(next) = announcing.pop_front() {
-            let (org, event) = next.event;
-            if let Err(e) = hub.publish(&org, event).await {
-                tracing::error!(org, "cannot publish sync event: {e:#}");
-            }
-            let _ = next.done.send(Ok(next.records));
+            commit(&store, &hub, batch).await;
         }
     }
 }
 
-/// Commits the writes of `queued` in one transaction (one by one if that fails, so a bad write
-/// fails alone); answers the callers without an event and queues the others' events.
-async fn commit(store: &Store, queued: &mut Vec<Op>, announcing: &mut VecDeque<Announcing>) {
-    let writes: Vec<&EngineWrites> = queued.iter().map(|op| &op.writes).collect();
+/// Commits the writes of `batch` in one transaction (one by one if that fails, so a bad write
+/// fails alone), delivers the events, answers the callers.
+async fn commit(store: &Store, hub: &Hub, batch: Vec<Op>) {
+    let writes: Vec<&EngineWrites> = batch.iter().map(|op| &op.writes).collect();
     match store.apply_engine_writes(&writes).await {
-        Ok(records) => {
-            for op in queued.drain(..) {
-                committed(op, &records, announcing);
+        Ok(applied) => {
+            hub.deliver(&applied.committed);
+            for (op, fenced) in batch.into_iter().zip(applied.fenced) {
+                answer(op, &applied.records, fenced);
+            }
+        }
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(
+                callers = batch.len(),
+                "batched sync writes failed, applying them one by one: {e:#}"
+            );
+            for op in batch {
+                match store.apply_engine_writes(&[&op.writes]).await {
+                    Ok(applied) => {
+                        hub.deliver(&applied.committed);
+                        answer(op, &applied.records, applied.fenced[0]);
+                    }
+                    Err(e) => fail(op, e),
+                }
             }
         }
         Err(e) => {
-            tracing::warn!(
-                callers = queued.len(),
-                "batched sync writes failed, applying them one by one: {e:#}"
-            );
-            for op in queued.drain(..) {
-                match store.apply_engine_writes(&[&op.writes]).await {
-                    Ok(records) => committed(op, &records, announcing),
-                    Err(e) => {
-                        if let Err(Err(e)) = op.done.send(Err(e)) {
-                            // Nobody waits for this answer (`submit`).
-                            tracing::error!("sync writes failed: {e:#}");
-                        }
-                    }
-                }
+            for op in batch {
+                fail(op, anyhow::anyhow!("{e:#}"));
             }
         }
     }
 }
 
-/// A caller's writes are committed: answer it now, or after its event is published.
-fn committed(op: Op, records: &HashMap<i64, PfaRecord>, announcing: &mut VecDeque<Announcing>) {
-    let records: HashMap<i64, PfaRecord> = op
+fn answer(op: Op, records: &HashMap<i64, PfaRecord>, fenced: bool) {
+    let records = op
         .writes
         .started
         .iter()
+        .filter(|_| !fenced)
         .filter_map(|id| records.get(id).map(|r| (*id, r.clone())))
         .collect();
-    match op.event {
-        None => {
-            let _ = op.done.send(Ok(records));
-        }
-        Some(event) => announcing.push_back(Announcing {
-            done: op.done,
-            records,
-            event,
-        }),
+    let _ = op.done.send(Ok(Done { records, fenced }));
+}
+
+fn fail(op: Op, e: anyhow::Error) {
+    if let Err(Err(e)) = op.done.send(Err(e)) {
+        // Nobody waits for this answer (`submit`).
+        tracing::error!("sync writes failed: {e:#}");
     }
 }
 
@@ -198,7 +173,8 @@ mod tests {
         server::{
             store::{
                 events::Retention,
-                sync::{fixtures::store_with_job, ItemUpdate, RecordWrite},
+                sync::{fixtures::with_job, ItemUpdate, RecordWrite},
+                testing::for_each_store,
             },
             sync::events,
         },
@@ -206,18 +182,15 @@ mod tests {
 
     const ORG: &str = "org-rio";
 
-    /// A store with 3 demo records, a job with one item per record (ids in order), a hub.
-    async fn setup() -> (tempfile::TempDir, Store, Hub, String, Vec<i64>) {
-        let (dir, store, job, ids) = store_with_job().await;
+    fn hub(store: &Store) -> Hub {
         let retention = Retention {
             max_events: 1000,
             max_age_ms: 3_600_000,
         };
-        let hub = Hub::new(store.clone(), retention, 64);
-        (dir, store, hub, job, ids)
+        Hub::new(store.clone(), retention, 64)
     }
 
-    fn failed(item_id: i64) -> EngineWrites {
+    fn failed(job: &str, item_id: i64, pfa_id: &str) -> EngineWrites {
         EngineWrites {
             items: vec![ItemUpdate {
                 item_id,
@@ -225,62 +198,69 @@ mod tests {
                 next_attempt_at: 0,
                 error: Some(("PEMS_INVALID_REQUEST".into(), "bad".into())),
             }],
+            events: vec![(
+                ORG.to_owned(),
+                events::record_failed(job, pfa_id, "bad".into(), "X", false, 1),
+            )],
             ..Default::default()
         }
     }
 
-    fn announce(job: &str, pfa_id: &str) -> Option<Announcement> {
-        let event = events::record_failed(job, pfa_id, "bad".into(), "X", false, 1);
-        Some((ORG.to_owned(), event))
-    }
-
-    #[tokio::test]
-    async fn a_start_puts_the_item_in_flight_and_answers_its_record() {
-        let (_dir, store, hub, job, ids) = setup().await;
-        let writer = Writer::spawn(store.clone(), hub);
-        let record = writer.start(ids[1]).await.unwrap().unwrap();
-        assert_eq!((record.pfa_id.as_str(), record.version), ("PFA-00002", 1));
-        let item = &store.items(&job).await.unwrap()[1];
-        assert_eq!((item.status, item.attempts), (ItemStatus::InFlight, 1));
-    }
+    for_each_store!(
+        a_start_puts_the_item_in_flight_and_answers_its_record,
+        |store| {
+            let (job, ids) = with_job(&store).await;
+            let writer = Writer::spawn(store.clone(), hub(&store));
+            let record = writer.start(ids[1]).await.unwrap().unwrap();
+            assert_eq!((record.pfa_id.as_str(), record.version), ("PFA-00002", 1));
+            let item = &store.items(&job).await.unwrap()[1];
+            assert_eq!((item.status, item.attempts), (ItemStatus::InFlight, 1));
+            assert!(
+                writer.start(ids[1]).await.unwrap().is_none(),
+                "not pending any more"
+            );
+        }
+    );
 
     // The test runtime has one thread: the three callers are all queued before the writer
     // runs, so they share one batch.
-    #[tokio::test]
-    async fn a_bad_write_fails_alone_and_only_committed_writes_are_announced_in_order() {
-        let (_dir, store, hub, job, ids) = setup().await;
-        let writer = Writer::spawn(store.clone(), hub);
-        let record = store.record(ORG, "PFA-00001").await.unwrap().unwrap();
-        // Version 1 of the record is in its history already (the seed): this write is refused.
-        let bad = EngineWrites {
-            records: vec![RecordWrite::refused(record, &job, ids[0])],
-            ..Default::default()
-        };
-        let (first, second, third) = tokio::join!(
-            writer.commit(failed(ids[1]), announce(&job, "PFA-00002")),
-            writer.commit(bad, announce(&job, "PFA-00001")),
-            writer.commit(failed(ids[2]), announce(&job, "PFA-00003")),
-        );
-        assert!(first.is_ok() && second.is_err() && third.is_ok());
+    for_each_store!(
+        a_bad_write_fails_alone_and_only_committed_writes_are_logged_in_order,
+        |store| {
+            let (job, ids) = with_job(&store).await;
+            let writer = Writer::spawn(store.clone(), hub(&store));
+            for id in &ids {
+                writer.start(*id).await.unwrap();
+            }
+            let record = store.record(ORG, "PFA-00001").await.unwrap().unwrap();
+            // Version 1 of the record is in its history already (the seed): this write is refused.
+            let bad = EngineWrites {
+                records: vec![RecordWrite::refused(record, &job, ids[0])],
+                events: vec![(ORG.to_owned(), events::record_synced(&job, "PFA-00001", 1))],
+                ..Default::default()
+            };
+            let (first, second, third) = tokio::join!(
+                writer.commit(failed(&job, ids[1], "PFA-00002")),
+                writer.commit(bad),
+                writer.commit(failed(&job, ids[2], "PFA-00003")),
+            );
+            assert!(first.is_ok() && second.is_err() && third.is_ok());
 
-        let statuses: Vec<ItemStatus> = store
-            .items(&job)
-            .await
-            .unwrap()
-            .iter()
-            .map(|i| i.status)
-            .collect();
-        assert_eq!(
-            statuses,
-            [ItemStatus::Pending, ItemStatus::Failed, ItemStatus::Failed]
-        );
-        let logged = store.events_between(ORG, 0, 100, 100).await.unwrap();
-        let announced: Vec<bool> = ["PFA-00002", "PFA-00003"]
-            .iter()
-            .map(|pfa| logged.iter().any(|e| e.payload.contains(pfa)))
-            .collect();
-        assert_eq!(announced, [true, true]);
-        assert_eq!(logged.len(), 2, "nothing announced for the refused write");
-        assert!(logged[0].payload.contains("PFA-00002"), "in order");
-    }
+            let statuses: Vec<ItemStatus> = store
+                .items(&job)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| i.status)
+                .collect();
+            assert_eq!(
+                statuses,
+                [ItemStatus::InFlight, ItemStatus::Failed, ItemStatus::Failed]
+            );
+            let logged = store.events_between(ORG, 0, 100, 100).await.unwrap();
+            assert_eq!(logged.len(), 2, "nothing logged for the refused write");
+            assert!(logged[0].payload.contains("PFA-00002"), "in order");
+            assert!(logged[1].payload.contains("PFA-00003"), "in order");
+        }
+    );
 }
