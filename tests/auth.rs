@@ -244,10 +244,10 @@ async fn prod_mode_has_no_demo_users() {
     );
 }
 
-#[test]
-fn the_cli_creates_users_and_tokens() {
+#[tokio::test]
+async fn the_cli_creates_users_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/cli.db", dir.path().display());
+    let db = common::database_url(&dir).await;
     let bin = env!("CARGO_BIN_EXE_pfa-sync");
     let run = |args: &[&str]| {
         std::process::Command::new(bin)

@@ -204,6 +204,11 @@ pub struct ServeArgs {
     /// Timeout of one PEMS request in milliseconds.
     #[arg(long, env = "PFA_SYNC_PEMS_TIMEOUT_MS", default_value_t = 5000)]
     pub pems_timeout_ms: u64,
+
+    /// Lease of a running sync job in seconds: the runner renews it every third of it, and
+    /// another instance takes the job over when an instance dies and the lease runs out.
+    #[arg(long, env = "PFA_SYNC_JOB_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub job_lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -264,6 +269,7 @@ impl From<ServeArgs> for Config {
                 retry_base: Duration::from_millis(args.retry_base_ms),
                 retry_cap: Duration::from_millis(args.retry_cap_ms.max(args.retry_base_ms)),
                 progress_interval: Duration::from_millis(100),
+                lease: Duration::from_secs(args.job_lease_secs),
             },
             pems_timeout: Duration::from_millis(args.pems_timeout_ms.max(1)),
             demo_data: !args.no_demo_data,

@@ -4,7 +4,7 @@ use super::{
     auth::{self, throttle::LoginThrottle},
     config::{Config, Mode},
     http,
-    realtime::{self, commands::CommandDesk, hub::Hub},
+    realtime::{self, hub::Hub},
     shutdown,
     state::{AppState, PemsEndpoint, StartedAt},
     store::{events::Retention, Store},
@@ -85,6 +85,7 @@ impl Application {
             config.sync.clone(),
             shutdown.clone(),
         );
+        realtime::listener::spawn(&store, hub.clone(), engine.clone(), shutdown.clone());
         engine.recover().await.context("cannot resume sync jobs")?;
 
         let state = AppState {
@@ -96,7 +97,6 @@ impl Application {
             pems: PemsEndpoint(pems_url.into()),
             hub,
             login_throttle,
-            commands: CommandDesk::default(),
             engine,
         };
         let router = router(state.clone());
@@ -197,6 +197,9 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long a sync command's answer is kept for repeats (a day).
+const COMMAND_ANSWERS_KEPT_MS: i64 = 24 * 3600 * 1000;
+
 /// Periodic upkeep: age-based pruning of the event log, forgetting idle throttle keys.
 fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationToken) {
     tokio::spawn(async move {
@@ -206,6 +209,9 @@ fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationT
                 _ = shutdown.cancelled() => break,
                 _ = every.tick() => {
                     hub.prune_all().await;
+                    if let Err(e) = hub.store().prune_commands(COMMAND_ANSWERS_KEPT_MS).await {
+                        tracing::warn!("cannot prune command answers: {e:#}");
+                    }
                     throttle.shrink();
                 }
             }

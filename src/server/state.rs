@@ -16,7 +16,6 @@ pub struct AppState {
     pub pems: PemsEndpoint,
     pub hub: Hub,
     pub login_throttle: LoginThrottle,
-    pub commands: super::realtime::commands::CommandDesk,
     pub engine: super::sync::engine::Engine,
 }
 

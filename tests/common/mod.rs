@@ -1,10 +1,16 @@
-//! Test helpers: the real server on port 0 with a fresh SQLite file in a temp folder, and a
-//! real WebSocket client.
+//! Test helpers: the real server on port 0 with a fresh database, and a real WebSocket client.
+//! The database is a SQLite file in a temp folder, or with `PFA_SYNC_TEST_STORE=postgres` a
+//! new database of the test binary's throwaway PostgreSQL cluster (`make test-rust` runs the
+//! black-box tests both ways).
 #![allow(dead_code)]
 
 use futures::{SinkExt, StreamExt};
 use pfa_sync::server::{
-    accounts_cli, config::Config, realtime::hub::Hub, store::Store, Application,
+    accounts_cli,
+    config::Config,
+    realtime::hub::Hub,
+    store::{throwaway::ThrowawayPostgres, Store},
+    Application,
 };
 use serde_json::Value;
 use std::{net::SocketAddr, time::Duration};
@@ -73,8 +79,7 @@ impl TestServer {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         pfa_sync::server::telemetry::init_for_tests();
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("test.db");
-        let mut config = Config::for_tests(format!("sqlite://{}", db.display()));
+        let mut config = Config::for_tests(database_url(&dir).await);
         adjust(&mut config);
         let app = Application::build(config).await.expect("server builds");
         let addr = app.local_addr();
@@ -234,6 +239,25 @@ impl TestServer {
         let connected = next(&mut socket).await.json();
         assert_eq!(connected["type"], "CONNECTED", "{connected}");
         (socket, connected)
+    }
+}
+
+/// Whether the black-box tests run on PostgreSQL (`PFA_SYNC_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("PFA_SYNC_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// A fresh database for one test: a SQLite file in `dir`, or a new database of the throwaway
+/// PostgreSQL cluster.
+pub async fn database_url(dir: &tempfile::TempDir) -> String {
+    if on_postgres() {
+        ThrowawayPostgres::shared()
+            .expect("throwaway PostgreSQL")
+            .fresh_database()
+            .await
+            .expect("a fresh database")
+    } else {
+        format!("sqlite://{}/test.db", dir.path().display())
     }
 }
 

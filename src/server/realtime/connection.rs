@@ -6,7 +6,7 @@
 //! ends, the other is stopped.
 
 use super::{
-    commands::CommandDesk,
+    commands,
     hub::{Hub, ReplayPlan},
     outbox::{ControlWriter, Frame, Outbox},
     upgrade::Io,
@@ -47,7 +47,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Params {
     pub hub: Hub,
-    pub commands: CommandDesk,
     pub engine: crate::server::sync::engine::Engine,
     pub org: String,
     pub user_id: i64,
@@ -147,9 +146,8 @@ pub async fn serve(io: Io, p: Params) {
     )
     .await;
     let mut receiver = tokio::spawn({
-        let (last_seen, commands, engine, org, role, user_id, username) = (
+        let (last_seen, engine, org, role, user_id, username) = (
             last_seen.clone(),
-            p.commands.clone(),
             p.engine.clone(),
             p.org.clone(),
             p.role,
@@ -170,8 +168,7 @@ pub async fn serve(io: Io, p: Params) {
                     }
                     Ok(Message::Text(text)) => match ClientCommand::parse(&text) {
                         Ok(command) => Outgoing::Frame(
-                            commands
-                                .handle(&engine, &org, role, (user_id, &username), command)
+                            commands::handle(&engine, &org, role, (user_id, &username), command)
                                 .await,
                         ),
                         Err(error) => Outgoing::Frame(error.to_frame()),

@@ -349,8 +349,19 @@ impl Hub {
         }
     }
 
-    /// Another process committed events of `org` up to `head` (a NOTIFY): read them from the
-    /// log. After a lost listener connection, every organization catches up (`None`).
+    /// Another instance committed events of `org` up to `head` (a NOTIFY): read from the log
+    /// what this one has not delivered yet.
+    pub fn catch_up_to(&self, org: &str, head: u64) {
+        if self
+            .channel_if_exists(org)
+            .is_some_and(|c| c.latest.load(Ordering::Relaxed) < head)
+        {
+            self.catch_up(Some(org));
+        }
+    }
+
+    /// Reads from the log what `org` (every organization with `None`, after a lost listener
+    /// connection) has committed and this instance has not delivered yet.
     pub fn catch_up(&self, org: Option<&str>) {
         let channels: Vec<Arc<OrgChannel>> = match org {
             Some(org) => self.channel_if_exists(org).into_iter().collect(),

@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod connection;
 pub mod hub;
+pub mod listener;
 pub mod outbox;
 pub mod publish;
 pub mod upgrade;

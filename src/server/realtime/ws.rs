@@ -97,7 +97,6 @@ pub async fn sync_socket(
     };
     let params = Params {
         hub: state.hub.clone(),
-        commands: state.commands.clone(),
         engine: state.engine.clone(),
         org,
         user_id: principal.user_id,

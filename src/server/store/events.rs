@@ -9,7 +9,8 @@ use crate::protocol::events::SyncEvent;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-/// The PostgreSQL channel every instance LISTENs on; the payload is `<org> <head>`.
+/// The PostgreSQL channel every instance LISTENs on; the payload is `<org> <head> <instance>`:
+/// the organization, its head after the commit, and the instance that committed.
 pub const NOTIFY_CHANNEL: &str = "pfa_sync_events";
 
 /// One logged event: its seq and the JSON frame exactly as it was sent.
@@ -41,6 +42,15 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A NOTIFY payload read back: (organization, head, instance).
+pub fn parse_notification(payload: &str) -> Option<(&str, u64, &str)> {
+    let mut parts = payload.split(' ');
+    let org = parts.next()?;
+    let head = parts.next()?.parse().ok()?;
+    let instance = parts.next()?;
+    parts.next().is_none().then_some((org, head, instance))
+}
+
 impl Tx<'_> {
     /// Appends `events` (organization, event) to the log with the next seqs of their
     /// organizations, in order, advancing each organization's head; sets each event's `seq`
@@ -49,6 +59,7 @@ impl Tx<'_> {
     pub(crate) async fn append_events(
         &mut self,
         events: Vec<(String, SyncEvent)>,
+        instance: &str,
     ) -> anyhow::Result<Vec<Committed>> {
         let mut by_org: std::collections::BTreeMap<String, Vec<SyncEvent>> = Default::default();
         for (org, event) in events {
@@ -106,7 +117,7 @@ impl Tx<'_> {
                 if pg {
                     sqlx::query("SELECT pg_notify($1, $2)")
                         .bind(NOTIFY_CHANNEL)
-                        .bind(format!("{org} {head}"))
+                        .bind(format!("{org} {head} {instance}"))
                         .execute(&mut **t)
                         .await
                         .context("notify the new events")?;
@@ -125,7 +136,7 @@ impl Store {
         events: Vec<(String, SyncEvent)>,
     ) -> anyhow::Result<Vec<Committed>> {
         let mut tx = self.begin().await?;
-        let committed = tx.append_events(events).await?;
+        let committed = tx.append_events(events, self.instance()).await?;
         tx.commit().await?;
         Ok(committed)
     }
@@ -321,7 +332,7 @@ mod tests {
 
     for_each_store!(a_rolled_back_append_leaves_neither_event_nor_seq, |store| {
         let mut tx = store.begin().await.unwrap();
-        tx.append_events(vec![("org-rio".to_owned(), event("x"))])
+        tx.append_events(vec![("org-rio".to_owned(), event("x"))], "test")
             .await
             .unwrap();
         drop(tx);
@@ -332,6 +343,16 @@ mod tests {
             .unwrap();
         assert_eq!(next[0].seq, 1);
     });
+
+    #[test]
+    fn notifications_read_back_what_the_append_writes() {
+        assert_eq!(
+            parse_notification("org-rio 42 instance-ab"),
+            Some(("org-rio", 42, "instance-ab"))
+        );
+        assert_eq!(parse_notification("org-rio x instance-ab"), None);
+        assert_eq!(parse_notification("org-rio 42"), None);
+    }
 
     for_each_store!(retention_by_count_keeps_the_newest, |store| {
         let batch: Vec<_> = (0..5)

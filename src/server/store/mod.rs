@@ -6,6 +6,7 @@
 //! parameterized (`$1`, `$2`, ... on both).
 
 pub mod accounts;
+pub mod commands;
 pub mod conflicts;
 pub mod events;
 pub mod records;
@@ -24,6 +25,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    /// This process's id among the instances sharing the database (NOTIFY payloads, leases).
+    instance: std::sync::Arc<str>,
 }
 
 /// The pool of one backend.
@@ -147,9 +150,7 @@ impl Store {
             .run(&pool)
             .await
             .context("database migrations failed")?;
-        Ok(Self {
-            db: Db::Sqlite(pool),
-        })
+        Ok(Self::with(Db::Sqlite(pool)))
     }
 
     async fn connect_postgres(url: &str) -> anyhow::Result<Self> {
@@ -167,9 +168,27 @@ impl Store {
             .run(&pool)
             .await
             .context("database migrations failed")?;
-        Ok(Self {
-            db: Db::Postgres(pool),
-        })
+        Ok(Self::with(Db::Postgres(pool)))
+    }
+
+    fn with(db: Db) -> Self {
+        Self {
+            db,
+            instance: sync::new_id("instance").into(),
+        }
+    }
+
+    /// This process's id among the instances that share the database.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The PostgreSQL pool (None on SQLite), for LISTEN.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.db {
+            Db::Postgres(pool) => Some(pool),
+            Db::Sqlite(_) => None,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -11,11 +11,14 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+mod leases;
 mod writes;
 
 #[cfg(test)]
 pub(crate) use writes::fixtures;
-pub use writes::{Applied, EngineWrites, ItemUpdate, JobChange, RecordWrite, RestoredDrafts};
+pub use writes::{
+    Applied, EngineWrites, ItemUpdate, JobChange, RecordWrite, RestoredDrafts, JOBS_CHANNEL,
+};
 
 fn now() -> String {
     crate::protocol::timestamp::format(&chrono::Utc::now())
@@ -381,34 +384,6 @@ impl Store {
         rows.into_iter().map(job_from).collect()
     }
 
-    /// Jobs of every org that should be running (queued or running), oldest first.
-    pub async fn runnable_jobs(&self) -> anyhow::Result<Vec<Job>> {
-        let rows: Vec<JobRow> = on_pool!(self.db(), pool, pg => {
-            sqlx::query_as(&format!(
-                "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE status IN ('queued', 'running') ORDER BY created_at"
-            ))
-            .fetch_all(pool)
-            .await?
-        });
-        rows.into_iter().map(job_from).collect()
-    }
-
-    /// Cancelled jobs that still have pending or in-flight items: a process stopped between
-    /// the cancel and the cancellation of the items.
-    pub async fn unfinished_cancellations(&self) -> anyhow::Result<Vec<Job>> {
-        let rows: Vec<JobRow> = on_pool!(self.db(), pool, pg => {
-            sqlx::query_as(&format!(
-                "SELECT {JOB_COLUMNS} FROM sync_jobs j WHERE status = 'cancelled'
-                     AND EXISTS (SELECT 1 FROM sync_queue q WHERE q.job_id = j.id
-                                 AND q.status IN ('pending', 'in_flight'))
-                 ORDER BY created_at"
-            ))
-            .fetch_all(pool)
-            .await?
-        });
-        rows.into_iter().map(job_from).collect()
-    }
-
     pub async fn items(&self, job_id: &str) -> anyhow::Result<Vec<QueueItem>> {
         let rows: Vec<ItemRow> = on_pool!(self.db(), pool, pg => {
             sqlx::query_as(&format!(
@@ -429,17 +404,6 @@ impl Store {
                 .await?
         });
         row.map(item_from).transpose()
-    }
-
-    /// Puts items that were in flight when the process stopped back to pending (their
-    /// idempotency key makes the repeated PEMS write harmless).
-    pub async fn requeue_in_flight(&self) -> anyhow::Result<u64> {
-        Ok(on_pool!(self.db(), pool, pg => {
-            sqlx::query("UPDATE sync_queue SET status = 'pending' WHERE status = 'in_flight'")
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
     }
 
     /// Re-bases an in-flight item on a newer version with (possibly) new changes; pending

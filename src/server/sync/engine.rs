@@ -10,9 +10,10 @@ use crate::{
     server::{
         realtime::hub::Hub,
         store::{
+            commands::{CommandAnswer, CommandRecord},
             conflicts::AuditEntry,
-            sync::{EngineWrites, Job, JobChange},
-            Store,
+            sync::{new_id, EngineWrites, Job, JobChange},
+            Backend, Store,
         },
     },
 };
@@ -26,6 +27,19 @@ use std::{
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+/// Why a sync command changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// Not possible (no such job, not in a state the command applies to): a repeat gets the
+    /// same answer.
+    Refused(String),
+    /// The server failed or the job kept changing: a repeat may succeed.
+    Failed(String),
+}
+
+/// How often an instance looks for jobs that need a runner and have none.
+const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// PEMS requests in flight at once per organization.
@@ -38,6 +52,8 @@ pub struct EngineSettings {
     pub retry_cap: Duration,
     /// Shortest time between two SYNC_PROGRESS events of a job.
     pub progress_interval: Duration,
+    /// How long a runner's claim on a job lasts without renewal.
+    pub lease: Duration,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +65,7 @@ impl Default for EngineSettings {
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(30),
             progress_interval: Duration::from_millis(100),
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -98,22 +115,53 @@ impl Engine {
         }
     }
 
-    /// Resumes what a previous process left: in-flight items back to pending, a runner for
-    /// every queued or running job.
+    /// Resumes what a previous process left and starts the claimer: every job that needs a
+    /// runner and has none (queued, running, or cancelled with items still open, never claimed
+    /// or with its lease run out) gets one here, this instance's or another's, whichever
+    /// claims it first. On SQLite, the only process, every lease of an earlier one is void.
     pub async fn recover(&self) -> anyhow::Result<usize> {
-        let requeued = self.inner.store.requeue_in_flight().await?;
-        // Cancelled, but stopped before the cancellation of their items was committed.
-        for job in self.inner.store.unfinished_cancellations().await? {
-            runner::finish_cancelled(self, &job).await?;
+        if self.inner.store.backend() == Backend::Sqlite {
+            self.inner.store.release_all_jobs().await?;
         }
-        let jobs = self.inner.store.runnable_jobs().await?;
-        if requeued > 0 || !jobs.is_empty() {
-            tracing::info!(requeued, jobs = jobs.len(), "resuming sync jobs");
+        let started = self.claim_orphans().await?;
+        if started > 0 {
+            tracing::info!(jobs = started, "resuming sync jobs");
         }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // A little jitter, so instances started together do not claim in step.
+                let pause = CLAIM_INTERVAL + Duration::from_millis(rand::random::<u64>() % 250);
+                tokio::select! {
+                    _ = engine.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                if let Err(e) = engine.claim_orphans().await {
+                    tracing::warn!("cannot look for sync jobs without a runner: {e:#}");
+                }
+            }
+        });
+        Ok(started)
+    }
+
+    /// Starts a runner for each job without one (the runner claims it, or leaves it to the
+    /// instance that claimed it first); returns how many were started here.
+    async fn claim_orphans(&self) -> anyhow::Result<usize> {
+        let jobs = self.inner.store.orphaned_jobs(32).await?;
+        let mut started = 0;
         for job in &jobs {
-            self.spawn_runner(job);
+            if !self
+                .inner
+                .runners
+                .lock()
+                .expect("runners lock")
+                .contains_key(&job.id)
+            {
+                self.spawn_runner(job);
+                started += 1;
+            }
         }
-        Ok(jobs.len())
+        Ok(started)
     }
 
     pub(super) fn limits(&self, org: &str) -> Arc<OrgLimits> {
@@ -131,7 +179,9 @@ impl Engine {
             .clone()
     }
 
-    /// Starts the runner of a job unless one is running; wakes it otherwise.
+    /// Starts the runner of a job unless one is running here; wakes it otherwise. The runner
+    /// first claims the job's lease: when another runner holds it (on another instance), it
+    /// stops at once and that one goes on.
     pub fn spawn_runner(&self, job: &Job) {
         let wake = {
             let mut runners = self.inner.runners.lock().expect("runners lock");
@@ -145,8 +195,22 @@ impl Engine {
         };
         let (engine, job_id, org) = (self.clone(), job.id.clone(), job.organization_id.clone());
         tokio::spawn(async move {
-            if let Err(e) = runner::run(&engine, &org, &job_id, wake).await {
-                tracing::error!(job = job_id, "sync job runner failed: {e:#}");
+            let store = &engine.inner.store;
+            let token = format!("{}/{}", store.instance(), new_id("runner"));
+            match store
+                .claim_job(&job_id, &token, engine.inner.settings.lease)
+                .await
+            {
+                Ok(true) => {
+                    if let Err(e) = runner::run(&engine, &org, &job_id, wake, &token).await {
+                        tracing::error!(job = job_id, "sync job runner failed: {e:#}");
+                    }
+                    if let Err(e) = store.release_job(&job_id, &token).await {
+                        tracing::warn!(job = job_id, "cannot release the job: {e:#}");
+                    }
+                }
+                Ok(false) => tracing::debug!(job = job_id, "another runner holds the job"),
+                Err(e) => tracing::warn!(job = job_id, "cannot claim the job: {e:#}"),
             }
             engine
                 .inner
@@ -157,7 +221,8 @@ impl Engine {
         });
     }
 
-    fn wake(&self, job_id: &str) -> bool {
+    /// Wakes the job's runner if it runs here (a command changed the job); true when it does.
+    pub fn wake(&self, job_id: &str) -> bool {
         match self.inner.runners.lock().expect("runners lock").get(job_id) {
             Some(wake) => {
                 wake.notify_one();
@@ -178,11 +243,12 @@ impl Engine {
         job_id: &str,
         command: JobCommand,
         user: (Option<i64>, &str),
-    ) -> Result<String, String> {
+        command_id: Option<&str>,
+    ) -> Result<String, CommandError> {
         let store = &self.inner.store;
         let internal = |e: anyhow::Error| {
             tracing::error!("sync command failed: {e:#}");
-            "internal error; see the server log".to_owned()
+            CommandError::Failed("internal error; see the server log".to_owned())
         };
         let (user_id, username) = user;
         for _ in 0..5 {
@@ -190,8 +256,8 @@ impl Engine {
                 .job(org, job_id)
                 .await
                 .map_err(internal)?
-                .ok_or_else(|| format!("no sync job {job_id} in {org}"))?;
-            let next = job.status.after(command)?;
+                .ok_or_else(|| CommandError::Refused(format!("no sync job {job_id} in {org}")))?;
+            let next = job.status.after(command).map_err(CommandError::Refused)?;
             let mut items = store.items(job_id).await.map_err(internal)?;
             let mut writes = EngineWrites {
                 audit: vec![AuditEntry {
@@ -213,7 +279,9 @@ impl Engine {
             }
             if command == JobCommand::Retry {
                 if !items.iter().any(|i| i.status == ItemStatus::Failed) {
-                    return Err(format!("job {job_id} has no failed records to retry"));
+                    return Err(CommandError::Refused(format!(
+                        "job {job_id} has no failed records to retry"
+                    )));
                 }
                 writes.requeue_failed.push(job_id.to_owned());
                 writes.recount.push(job_id.to_owned());
@@ -232,6 +300,15 @@ impl Engine {
                 let event = runner::note(&job, &items, next, &note);
                 writes.events.push((org.to_owned(), event));
             }
+            let message = format!("{} job {job_id}: now {}", command.verb(), next.as_str());
+            writes.command = command_id.map(|id| CommandRecord {
+                org: org.to_owned(),
+                command_id: id.to_owned(),
+                answer: CommandAnswer {
+                    ok: true,
+                    message: message.clone(),
+                },
+            });
             if self
                 .inner
                 .writer
@@ -246,29 +323,17 @@ impl Engine {
                 status: next,
                 ..job
             };
-            match command {
-                JobCommand::Pause => {
-                    self.wake(job_id);
-                }
-                JobCommand::Resume | JobCommand::Retry => self.spawn_runner(&job),
-                JobCommand::Cancel => {
-                    if !self.wake(job_id) {
-                        runner::finish_cancelled(self, &job)
-                            .await
-                            .map_err(internal)?;
-                    }
-                }
+            // The runner here, if any, is woken; one elsewhere by the change's NOTIFY. A job
+            // without a live runner gets one (which finishes a cancellation).
+            if !self.wake(job_id) && command != JobCommand::Pause {
+                self.spawn_runner(&job);
             }
-            return Ok(format!(
-                "{} job {job_id}: now {}",
-                command.verb(),
-                next.as_str()
-            ));
+            return Ok(message);
         }
-        Err(format!(
+        Err(CommandError::Failed(format!(
             "job {job_id} kept changing while the {} was applied; try again",
             command.verb()
-        ))
+        )))
     }
 
     pub fn store(&self) -> &Store {

@@ -32,7 +32,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 use tokio::{sync::Notify, task::JoinSet};
 
@@ -149,9 +149,14 @@ pub async fn run(
     org: &str,
     job_id: &str,
     wake: Arc<Notify>,
+    token: &str,
 ) -> anyhow::Result<()> {
     let store = &engine.inner.store;
     let settings = engine.inner.settings.clone();
+    // The lease is renewed every third of its length; a runner that cannot renew it stops
+    // before it runs out, when another instance may take the job over.
+    let mut lease_until = Instant::now() + settings.lease;
+    let mut renew_at = Instant::now() + settings.lease / 3;
     let limits = engine.limits(org);
     let mut job = store.job(org, job_id).await?.context("job vanished")?;
     if job.status == JobStatus::Queued {
@@ -198,6 +203,26 @@ pub async fn run(
 
     loop {
         let now = Instant::now();
+        if now >= renew_at {
+            match store.renew_lease(job_id, token, settings.lease).await {
+                Ok(true) => {
+                    lease_until = now + settings.lease;
+                    renew_at = now + settings.lease / 3;
+                }
+                Ok(false) => {
+                    tracing::warn!(job = job_id, "the job's lease was taken over; stopping");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(job = job_id, "cannot renew the job's lease: {e:#}");
+                    renew_at = now + Duration::from_secs(1);
+                    if renew_at + Duration::from_secs(1) >= lease_until {
+                        tracing::warn!(job = job_id, "the job's lease runs out; stopping");
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let mut i = 0;
         while i < delayed.len() {
             if delayed[i].0 <= now {
@@ -284,7 +309,10 @@ pub async fn run(
 
         let next_due = delayed.iter().map(|(at, _)| *at).min();
         let progress_at = progress_due.then(|| last_progress + settings.progress_interval);
-        let wake_at = [next_due, progress_at].into_iter().flatten().min();
+        let wake_at = [next_due, progress_at, Some(renew_at)]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match wake_at {
                 Some(at) => tokio::time::sleep_until(at.into()).await,

@@ -12,6 +12,7 @@
 
 use super::{
     super::{
+        commands::CommandRecord,
         conflicts::{AuditEntry, NewConflict},
         events::Committed,
         on_tx,
@@ -30,6 +31,9 @@ use crate::{
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+
+/// The PostgreSQL channel of job status changes; the payload is the job id.
+pub const JOBS_CHANNEL: &str = "pfa_sync_jobs";
 
 /// An accepted write of a record: its new state, the history row, and (for a queue item's own
 /// write) the item that is now synced.
@@ -101,6 +105,8 @@ pub struct EngineWrites {
     pub audit: Vec<AuditEntry>,
     /// The events that report these writes: (organization, event), appended in order.
     pub events: Vec<(String, SyncEvent)>,
+    /// The answer of the sync command these writes apply (recorded once per command id).
+    pub command: Option<CommandRecord>,
 }
 
 #[cfg(test)]
@@ -191,6 +197,16 @@ impl Store {
                 applied.fenced[0] = true;
                 return Ok(applied);
             }
+            on_tx!(&mut tx, t, pg => {
+                if pg {
+                    // Wakes the job's runner wherever it runs (delivered at commit).
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(JOBS_CHANNEL)
+                        .bind(&change.job_id)
+                        .execute(&mut **t)
+                        .await?;
+                }
+            });
         }
 
         // Compare-and-set of item statuses: read (and on PostgreSQL lock) every item a caller
@@ -367,6 +383,9 @@ impl Store {
         }
         let audit: Vec<&AuditEntry> = live().flat_map(|w| &w.audit).collect();
         tx.audit(&audit).await?;
+        for record in live().filter_map(|w| w.command.as_ref()) {
+            tx.insert_command(record).await?;
+        }
         if !started.is_empty() {
             let rows: Vec<(i64, String)> = on_tx!(&mut tx, t, pg => {
                 sqlx::query_as(&format!(
@@ -392,7 +411,7 @@ impl Store {
         // Last: on PostgreSQL the organizations' heads stay locked from here to the commit.
         let events: Vec<(String, SyncEvent)> =
             live().flat_map(|w| w.events.iter().cloned()).collect();
-        applied.committed = tx.append_events(events).await?;
+        applied.committed = tx.append_events(events, self.instance()).await?;
         tx.commit().await?;
         Ok(applied)
     }
