@@ -42,8 +42,11 @@ site-release: tools
 
 test: tools postgres e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
 
-test-rust: postgres ## Rust unit tests and the black-box tests in tests/ (SQLite and a throwaway PostgreSQL)
+# The black-box tests run twice: on SQLite files, then on databases of a throwaway PostgreSQL
+# (tests/common); the store's unit tests and tests/cluster.rs use PostgreSQL in both runs.
+test-rust: postgres ## Rust unit tests and the black-box tests in tests/ (on SQLite, then on a throwaway PostgreSQL)
 	cargo test --features ssr --locked
+	PFA_SYNC_TEST_STORE=postgres cargo test --features ssr --locked --test '*'
 
 test-e2e: test-e2e-debug test-e2e-release ## Playwright against the debug and the release build
 

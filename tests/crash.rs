@@ -4,114 +4,35 @@
 
 mod common;
 
-use common::TestServer;
+use common::{
+    next_event,
+    procs::{call, cli_token, free_port, start_server, start_simulator, subscribe, wait_healthy},
+    TestServer,
+};
 use pfa_sync::server::sync::pems::{faults::Faults, simulator};
 use serde_json::{json, Value};
 use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
-    process::{Child, Command, Stdio},
+    collections::HashMap,
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_pfa-sync");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_simulator() -> (Killed, String) {
-    let mut child = Command::new(BIN)
-        .args(["pems-sim", "--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (Killed(child), url)
-}
-
-fn start_server(port: u16, db: &str, pems: &str) -> Killed {
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            db,
-            "--pems-url",
-            pems,
-            "--mode",
-            "dev",
-        ])
-        .args([
-            "--sync-concurrency",
-            "2",
-            "--pems-rate",
-            "1000",
-            "--retry-base-ms",
-            "20",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Killed(child)
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/health")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("server at {base} did not become healthy");
-}
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
+/// The server's sync settings in these tests: brisk retries, a short lease (on PostgreSQL a
+/// restarted server is a new instance and waits for the killed one's lease to run out).
+const SYNC: [&str; 8] = [
+    "--sync-concurrency",
+    "2",
+    "--pems-rate",
+    "1000",
+    "--retry-base-ms",
+    "20",
+    "--job-lease-secs",
+    "3",
+];
 
 #[tokio::test]
 async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/crash.db", dir.path().display());
+    let db = common::database_url(&dir).await;
     let client = reqwest::Client::new();
     let (_sim, pems) = start_simulator();
     let (status, _) = call(
@@ -126,26 +47,9 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(port, &db, &pems);
+    let mut server = start_server(port, &db, &pems, &SYNC);
     wait_healthy(&client, &base).await;
-    let token = String::from_utf8(
-        Command::new(BIN)
-            .args([
-                "token",
-                "create",
-                "--user",
-                "planner",
-                "--database-url",
-                &db,
-            ])
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
+    let token = cli_token(&db, "planner", &[]);
 
     let drafts: Vec<Value> = (1..=30).map(|n| json!({"pfaId": format!("PFA-{n:05}"), "changes": {"notes": format!("crash test {n}")}})).collect();
     let (status, body) = call(
@@ -177,8 +81,7 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.kill();
     let (_, at_kill) = call(
         &client,
         reqwest::Method::GET,
@@ -192,7 +95,7 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
         "killed mid-job: {at_kill}"
     );
 
-    let _server = start_server(port, &db, &pems);
+    let _server = start_server(port, &db, &pems, &SYNC);
     wait_healthy(&client, &base).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let detail = loop {
@@ -274,13 +177,14 @@ async fn writes_pems_accepted_while_their_batch_could_not_commit_are_recorded_on
     };
     pems.sim.set_faults(slow).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/lost-batch.db", dir.path().display());
+    let db = common::database_url(&dir).await;
     let configure = |c: &mut pfa_sync::server::config::Config| {
         c.database_url = db.clone();
         c.pems_url = Some(pems.base_url.clone());
         c.sync.concurrency_per_org = 8;
         c.sync.rate_per_org = 1000;
         c.sync.retry_cap = Duration::from_millis(50);
+        c.sync.lease = Duration::from_secs(3);
     };
 
     let first = TestServer::spawn_with(configure).await;
@@ -386,4 +290,126 @@ async fn writes_pems_accepted_while_their_batch_could_not_commit_are_recorded_on
         "each sent again after the restart, under the same key"
     );
     stop_pems.cancel();
+}
+
+#[tokio::test]
+async fn sigkill_at_several_points_of_a_job_leaves_one_event_per_synced_record_in_the_log() {
+    const RECORDS: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database_url(&dir).await;
+    let client = reqwest::Client::new();
+    let (_sim, pems) = start_simulator();
+    let (status, _) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{pems}/api/pems/_faults"),
+        "",
+        Some(json!({"latencyMs": 5})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let fast = [
+        "--sync-concurrency",
+        "16",
+        "--pems-rate",
+        "20000",
+        "--job-lease-secs",
+        "3",
+    ];
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(port, &db, &pems, &fast);
+    wait_healthy(&client, &base).await;
+    let token = cli_token(&db, "planner", &[]);
+    let drafts: Vec<Value> = (1..=RECORDS)
+        .map(|n| json!({"pfaId": format!("PFA-{n:05}"), "changes": {"notes": format!("kill {n}")}}))
+        .collect();
+    let (status, body) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{base}/api/orgs/org-rio/drafts"),
+        &token,
+        Some(json!({"drafts": drafts})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/orgs/org-rio/drafts/commit"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().unwrap().to_owned();
+    let job_url = format!("{base}/api/orgs/org-rio/jobs/{job}");
+
+    // Killed hard three times, at different points of the job, restarted each time.
+    for at in [300, 900, 1500] {
+        loop {
+            let (_, detail) =
+                call(&client, reqwest::Method::GET, job_url.clone(), &token, None).await;
+            if detail["job"]["synced"].as_i64().unwrap_or(0) >= at {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.kill();
+        server = start_server(port, &db, &pems, &fast);
+        wait_healthy(&client, &base).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, detail) = call(&client, reqwest::Method::GET, job_url.clone(), &token, None).await;
+        if detail["job"]["status"] == "completed" {
+            assert_eq!(detail["job"]["synced"], RECORDS);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never completed: {}",
+            detail["job"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The whole log, replayed from the start: one SYNC_SUCCESS per record, one start, one end.
+    let (mut socket, connected) = subscribe(&base, "org-rio", &token, Some(0)).await;
+    let head = connected["seq"].as_u64().unwrap();
+    let mut per_record: HashMap<String, usize> = HashMap::new();
+    let (mut started, mut finished) = (0, 0);
+    for seq in 1..=head {
+        let event = next_event(&mut socket).await;
+        assert_eq!(
+            event["seq"].as_u64(),
+            Some(seq),
+            "no gap in the log: {event}"
+        );
+        match (event["type"].as_str(), event["pfaId"].as_str()) {
+            (Some("SYNC_SUCCESS"), Some(pfa)) => {
+                *per_record.entry(pfa.to_owned()).or_default() += 1
+            }
+            (Some("SYNC_SUCCESS"), None) => finished += 1,
+            (Some("SYNC_STARTED"), None) => started += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        per_record.len(),
+        RECORDS,
+        "every synced record has its event"
+    );
+    assert!(per_record.values().all(|n| *n == 1), "and only one");
+    assert_eq!((started, finished), (1, 1));
+    let stats = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{pems}/api/pems/_stats"),
+        "",
+        None,
+    )
+    .await
+    .1;
+    assert_eq!(stats["writes"], RECORDS, "each record written to PEMS once");
 }

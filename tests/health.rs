@@ -23,6 +23,18 @@ async fn health_reports_ok_with_version_uptime_and_database() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(body["uptimeSeconds"].is_u64());
+    assert_eq!(
+        body["store"],
+        if common::on_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    );
+    assert!(
+        body["instance"].as_str().unwrap().starts_with("instance-"),
+        "{body}"
+    );
     assert_eq!(body["database"], "ok");
 }
 
@@ -185,4 +197,31 @@ async fn precompressed_assets_are_sent_as_they_are_in_the_encoding_the_client_pr
     let (headers, body) = get("/pkg/app.css", Some("br")).await;
     assert_eq!(headers["content-encoding"], "br");
     assert!(body.len() < 64 * 19, "{} bytes", body.len());
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused_with_a_pointer_to_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/one.db", dir.path().display());
+    let config = || pfa_sync::server::config::Config::for_tests(url.clone());
+    let first = pfa_sync::server::Application::build(config())
+        .await
+        .expect("the first server starts");
+    let refused = pfa_sync::server::Application::build(config())
+        .await
+        .err()
+        .expect("the second is refused")
+        .to_string();
+    assert!(
+        refused.contains("already serving the SQLite database"),
+        "{refused}"
+    );
+    assert!(refused.contains("postgres://"), "{refused}");
+    // The CLI's short commands still work beside the server.
+    let store = pfa_sync::server::store::Store::connect(&url).await.unwrap();
+    assert_eq!(store.user_count().await.unwrap(), 4, "the demo users");
+    drop(first);
+    pfa_sync::server::Application::build(config())
+        .await
+        .expect("once the first has stopped, another may start");
 }

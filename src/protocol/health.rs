@@ -14,6 +14,10 @@ pub struct HealthReport {
     pub uptime_seconds: u64,
     /// `ok`, or `unavailable` when a trivial query fails.
     pub database: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    /// This process's id among the instances sharing the database (which one answered).
+    pub instance: String,
 }
 
 impl HealthReport {

@@ -7,7 +7,7 @@ use super::{
     realtime::{self, hub::Hub},
     shutdown,
     state::{AppState, PemsEndpoint, StartedAt},
-    store::{events::Retention, Store},
+    store::{events::Retention, ServingLock, Store},
     sync::{
         engine::Engine,
         pems::{client::PemsClient, simulator},
@@ -28,6 +28,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The SQLite file's serving lock, held until the server stops.
+    _serving: Option<ServingLock>,
 }
 
 impl Application {
@@ -36,6 +38,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let store = Store::connect(&config.database_url).await?;
+        let serving = store.lock_for_serving()?;
         if config.mode == Mode::Dev {
             auth::demo::ensure_demo_users(&store)
                 .await
@@ -104,6 +107,7 @@ impl Application {
             listener,
             router,
             state,
+            _serving: serving,
         })
     }
 
@@ -129,6 +133,7 @@ impl Application {
             listener,
             router,
             state,
+            _serving,
         } = self;
         let token = state.shutdown.clone();
         tracing::info!("pfa-sync listening on http://{}", listener.local_addr()?);

@@ -4,6 +4,8 @@
 //! black-box tests both ways).
 #![allow(dead_code)]
 
+pub mod procs;
+
 use futures::{SinkExt, StreamExt};
 use pfa_sync::server::{
     accounts_cli,

@@ -69,6 +69,8 @@ mod tests {
             version: "0.1.0".into(),
             uptime_seconds: 7,
             database: "ok".into(),
+            store: "sqlite".into(),
+            instance: "instance-1".into(),
         };
         assert_eq!(
             describe(&Some(Ok(report))),

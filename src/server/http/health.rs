@@ -2,7 +2,10 @@
 
 use crate::{
     protocol::health::HealthReport,
-    server::{state::StartedAt, store::Store},
+    server::{
+        state::StartedAt,
+        store::{Backend, Store},
+    },
 };
 use axum::{extract::State, http::StatusCode, Json};
 
@@ -23,6 +26,12 @@ pub async fn health(
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: started.0.elapsed().as_secs(),
         database: if database_ok { "ok" } else { "unavailable" }.to_owned(),
+        store: match store.backend() {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+        .to_owned(),
+        instance: store.instance().to_owned(),
     };
     let status = if database_ok {
         StatusCode::OK

@@ -27,6 +27,14 @@ pub struct Store {
     db: Db,
     /// This process's id among the instances sharing the database (NOTIFY payloads, leases).
     instance: std::sync::Arc<str>,
+    /// The SQLite file (None for PostgreSQL and in-memory SQLite).
+    file: Option<std::path::PathBuf>,
+}
+
+/// Held while a server serves a SQLite file: a second server on the same file cannot get it.
+#[derive(Debug)]
+pub struct ServingLock {
+    _file: std::fs::File,
 }
 
 /// The pool of one backend.
@@ -130,7 +138,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        if let Some(parent) = Path::new(options.get_filename()).parent() {
+        let filename = options.get_filename().to_owned();
+        if let Some(parent) = filename.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).with_context(|| {
                     format!("cannot create database folder {}", parent.display())
@@ -150,7 +159,12 @@ impl Store {
             .run(&pool)
             .await
             .context("database migrations failed")?;
-        Ok(Self::with(Db::Sqlite(pool)))
+        let file =
+            Some(filename).filter(|f| !f.as_os_str().is_empty() && f.as_os_str() != ":memory:");
+        Ok(Self {
+            file,
+            ..Self::with(Db::Sqlite(pool))
+        })
     }
 
     async fn connect_postgres(url: &str) -> anyhow::Result<Self> {
@@ -175,6 +189,37 @@ impl Store {
         Self {
             db,
             instance: sync::new_id("instance").into(),
+            file: None,
+        }
+    }
+
+    /// Claims the database for this server process. A SQLite file serves one server: its
+    /// events' seqs, its jobs and its sockets live in that one process, so a second server on
+    /// the same file is refused with a message that points to PostgreSQL (the CLI's short
+    /// commands do not take the lock). PostgreSQL takes any number of servers: None.
+    pub fn lock_for_serving(&self) -> anyhow::Result<Option<ServingLock>> {
+        let Some(db) = &self.file else {
+            return Ok(None);
+        };
+        let mut path = db.clone().into_os_string();
+        path.push(".serving.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", Path::new(&path).display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ServingLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another pfa-sync server is already serving the SQLite database {}; a SQLite \
+                 file serves one instance: to run several, put them on PostgreSQL \
+                 (--database-url postgres://user@host:port/database)",
+                db.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", Path::new(&path).display()))
+            }
         }
     }
 
