@@ -18,7 +18,7 @@ SITE_ROOT := $(CURDIR)/target/site
 # would send them.
 RELEASE_SITE_ROOT := $(CURDIR)/target/site-release
 
-.PHONY: help run run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick \
+.PHONY: help run run-cluster run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick \
         site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli postgres e2e-deps fmt lint
 
 help: ## Show this list
@@ -26,6 +26,11 @@ help: ## Show this list
 
 run: tools ## Serve the app on http://localhost:3000 (dev mode: SQLite, PEMS simulator, demo data)
 	PFA_SYNC_MODE=dev cargo leptos serve --split
+
+# Two instances on one throwaway PostgreSQL (scripts/run-cluster.sh; docs/deploy.md).
+run-cluster: tools postgres ## Two instances (ports 3000 and 3001) on a throwaway PostgreSQL with the PEMS simulator, dev mode
+	cargo leptos build --split
+	bash scripts/run-cluster.sh "$(CARGO_TARGET_DIR)/debug/pfa-sync" "$(SITE_ROOT)"
 
 run-release: site-release ## Same as run, with the optimised release build
 	PFA_SYNC_MODE=dev LEPTOS_SITE_ROOT="$(RELEASE_SITE_ROOT)" "$(CARGO_TARGET_DIR)/release/pfa-sync"

@@ -4,7 +4,7 @@ use super::{
     accounts_cli,
     config::{Cli, Command, Config, TokenCommand, UserCommand},
     startup::Application,
-    store::Store,
+    store::{throwaway::ThrowawayPostgres, Store},
     sync::pems::simulator,
     telemetry,
 };
@@ -47,6 +47,7 @@ pub async fn main() -> ExitCode {
             .await
         }
         Some(Command::WsCheck(args)) => super::ws_check::run(args).await,
+        Some(Command::ThrowawayPostgres) => throwaway_postgres().await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,4 +62,16 @@ pub async fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     app.run_until_stopped().await
+}
+
+/// `pfa-sync throwaway-postgres`: a cluster with an empty database `pfa_sync`, its URL on the
+/// first line of standard output, stopped (and its folder removed) at SIGINT/SIGTERM.
+async fn throwaway_postgres() -> anyhow::Result<()> {
+    let cluster = tokio::task::spawn_blocking(ThrowawayPostgres::start).await??;
+    let url = cluster.create_database("pfa_sync").await?;
+    println!("{url}");
+    let stop = tokio_util::sync::CancellationToken::new();
+    super::shutdown::cancel_on_signal(stop.clone()).await;
+    tokio::task::spawn_blocking(move || drop(cluster)).await?;
+    Ok(())
 }

@@ -35,6 +35,9 @@ pub enum Command {
     Token(TokenCommand),
     /// Check a running server end to end: connect, publish, measure latency, verify replay.
     WsCheck(WsCheckArgs),
+    /// Run a throwaway PostgreSQL (Debian's server binaries, a temp folder, a free loopback
+    /// port) until Ctrl-C, for trying several instances (`make run-cluster`); prints its URL.
+    ThrowawayPostgres,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +147,16 @@ pub struct ServeArgs {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Addresses of load balancers or proxies in front of the server (comma-separated): for a
+    /// request from one of them, login throttling per client address takes the client's
+    /// address from `X-Forwarded-For`.
+    #[arg(
+        long = "trusted-proxy",
+        env = "PFA_SYNC_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Mark the session cookie Secure (serve over HTTPS, e.g. behind a TLS proxy).
     #[arg(long, env = "PFA_SYNC_SECURE_COOKIES")]
     pub secure_cookies: bool,
@@ -229,6 +242,7 @@ pub struct Config {
     pub body_limit: usize,
     pub shutdown_grace: Duration,
     pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub secure_cookies: bool,
     pub session_ttl: Duration,
     pub login_per_user_per_min: u32,
@@ -254,6 +268,7 @@ impl From<ServeArgs> for Config {
             body_limit: args.body_limit,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             allowed_origins: args.allowed_origins,
+            trusted_proxies: args.trusted_proxies,
             secure_cookies: args.secure_cookies,
             session_ttl: Duration::from_secs(args.session_ttl_hours * 3600),
             login_per_user_per_min: args.login_per_user_per_min,

@@ -77,8 +77,11 @@ impl Application {
             max_age_ms: config.event_log_max_age.as_millis() as i64,
         };
         let hub = Hub::new(store.clone(), retention, config.ws_outbox_capacity);
-        let login_throttle =
-            LoginThrottle::new(config.login_per_user_per_min, config.login_per_addr_per_min);
+        let login_throttle = LoginThrottle::new(
+            store.clone(),
+            config.login_per_user_per_min,
+            config.login_per_addr_per_min,
+        );
         spawn_housekeeping(hub.clone(), login_throttle.clone(), shutdown.clone());
         let pems_client = PemsClient::new(&pems_url, config.pems_timeout)?;
         let engine = Engine::new(
@@ -217,7 +220,9 @@ fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationT
                     if let Err(e) = hub.store().prune_commands(COMMAND_ANSWERS_KEPT_MS).await {
                         tracing::warn!("cannot prune command answers: {e:#}");
                     }
-                    throttle.shrink();
+                    if let Err(e) = throttle.shrink().await {
+                        tracing::warn!("cannot prune login throttling: {e:#}");
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ use crate::{
     protocol::auth::{LoginRequest, Me, MembershipSummary, UserSummary, SIGNED_IN_HINT_COOKIE},
     server::{error::AppError, state::AppState, store::accounts::Membership},
 };
+use axum::http::HeaderMap;
 use axum::{
     extract::{rejection::JsonRejection, ConnectInfo, State},
     http::StatusCode,
@@ -18,7 +19,31 @@ use axum_extra::extract::{
     cookie::{Cookie, SameSite},
     CookieJar,
 };
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy (a load balancer),
+/// the nearest address in `X-Forwarded-For` that is not one of the trusted proxies. Entries a
+/// client wrote itself come before those and are never used.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -57,6 +82,7 @@ fn me_from(user_id: i64, username: &str, memberships: &[Membership]) -> Me {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     jar: CookieJar,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<(CookieJar, Json<Me>), AppError> {
@@ -69,18 +95,20 @@ async fn login(
     if request.password.is_empty() || request.password.len() > 1024 {
         return Err(AppError::field("password", "1 to 1024 characters"));
     }
+    let client = client_address(peer.ip(), &headers, &state.config.trusted_proxies);
     state
         .login_throttle
-        .check(&username, peer.ip())
+        .check(&username, client)
+        .await?
         .map_err(|wait| {
-            tracing::warn!(%peer, "login throttled");
+            tracing::warn!(%client, "login throttled");
             AppError::TooManyRequests(wait)
         })?;
 
     let user = state.store.user_by_name(&username).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     if !verify_password(request.password, hash).await {
-        tracing::info!(%peer, "login failed");
+        tracing::info!(%client, "login failed");
         return Err(AppError::InvalidCredentials);
     }
     let user = user.expect("verified users exist");
@@ -134,4 +162,38 @@ async fn logout(
 
 async fn me(principal: Principal) -> Json<Me> {
     Json(me_of(&principal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_trusted_proxy_may_name_the_client() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 1.2.3.4, 10.0.0.6".parse().unwrap(),
+        );
+        let proxies = [ip("10.0.0.5"), ip("10.0.0.6")];
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &headers, &proxies),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_address(ip("9.9.9.9"), &headers, &proxies),
+            ip("9.9.9.9"),
+            "a direct client cannot pick its address"
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &HeaderMap::new(), &proxies),
+            ip("10.0.0.5")
+        );
+        headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &headers, &proxies),
+            ip("10.0.0.5")
+        );
+    }
 }

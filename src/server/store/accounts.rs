@@ -252,3 +252,55 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// Counts one attempt against `key` with GCRA: `per_minute` attempts a minute, as many at
+    /// once. `Err(wait)` when the key is over its quota (and nothing is counted). Shared by
+    /// every instance on the database.
+    pub async fn throttle(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> anyhow::Result<Result<(), i64>> {
+        let per_minute = i64::from(per_minute.max(1));
+        let interval = 60_000 / per_minute;
+        let tolerance = interval * per_minute;
+        let admitted: Option<i64> = on_pool!(self.db(), pool, pg => {
+            let later = if pg { "GREATEST" } else { "MAX" };
+            sqlx::query_scalar(&format!(
+                "INSERT INTO login_throttle (key, tat) VALUES ($1, $2 + $3)
+                 ON CONFLICT (key) DO UPDATE SET tat = {later}(login_throttle.tat, $2) + $3
+                 WHERE {later}(login_throttle.tat, $2) + $3 - $2 <= $4
+                 RETURNING tat"
+            ))
+            .bind(key)
+            .bind(now_ms)
+            .bind(interval)
+            .bind(tolerance)
+            .fetch_optional(pool)
+            .await?
+        });
+        if admitted.is_some() {
+            return Ok(Ok(()));
+        }
+        let tat: i64 = on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT tat FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(Err((tat.max(now_ms) + interval - now_ms - tolerance).max(1)))
+    }
+
+    /// Forgets idle throttle keys; returns how many.
+    pub async fn prune_throttle(&self, now_ms: i64) -> anyhow::Result<u64> {
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query("DELETE FROM login_throttle WHERE tat < $1")
+                .bind(now_ms)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}

@@ -107,6 +107,14 @@ impl ThrowawayPostgres {
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
+        self.create_database(&name).await
+    }
+
+    /// Creates the empty database `name` (letters, digits and `_`) and returns its URL.
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("database name {name:?}: letters, digits and '_' only");
+        }
         let mut connection = PgConnection::connect(&self.url("postgres"))
             .await
             .with_context(|| {
@@ -121,7 +129,7 @@ impl ThrowawayPostgres {
             .await
             .with_context(|| format!("cannot create database {name}"))?;
         let _ = connection.close().await;
-        Ok(self.url(&name))
+        Ok(self.url(name))
     }
 }
 
