@@ -1,7 +1,8 @@
 // Playwright runs against the real pfa-sync binary (E2E_BIN, built site in E2E_SITE_ROOT) in
 // Debian's /usr/bin/chromium. Every spec file starts its own server with a fresh SQLite
-// database on a free loopback port (tests/support/server.ts: `useServer`), and the specs that
-// inject PEMS faults start the simulator as its own process (`useSimulator`).
+// database on a free loopback port (tests/support/server.ts: `useServer`), the specs that
+// inject PEMS faults start the simulator as its own process (`useSimulator`), and
+// cluster.spec.ts runs two instances on a throwaway PostgreSQL (`usePostgres`).
 import { defineConfig, devices } from '@playwright/test';
 
 export default defineConfig({

@@ -1,6 +1,7 @@
 // Servers the specs own: the real pfa-sync binary on a free loopback port with a fresh SQLite
 // database in a temp folder, and optionally the PEMS simulator as its own process (so that a
-// spec can inject faults and remote edits, and restart the app without losing PEMS state).
+// spec can inject faults and remote edits, and restart the app without losing PEMS state), or
+// several instances on one throwaway PostgreSQL (`usePostgres`).
 //
 //   const pems = useSimulator();                       // optional, declare it first
 //   const app = useServer({ mode: 'dev', pems });      // sets baseURL for every test of the file
@@ -66,6 +67,8 @@ export type ServerOptions = {
   pems?: Simulator;
   /** More `serve` flags, e.g. ['--pems-rate', '500']. */
   args?: string[];
+  /** The database (a URL, or a function giving it once it exists); a SQLite file by default. */
+  database?: string | (() => string);
   /**
    * Run the server as a background process (`inBackground`). A spec that measures the page's
    * frames runs the server below the browser, which on a real deployment it does not share a
@@ -86,6 +89,13 @@ export class AppServer {
 
   constructor(private readonly options: ServerOptions = {}) {}
 
+  /** The database URL: the option's, or the SQLite file in the server's folder. */
+  get databaseUrl(): string {
+    const db = this.options.database;
+    if (typeof db === 'function') return db();
+    return db ?? `sqlite://${this.dir}/app.db`;
+  }
+
   get running(): boolean {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
@@ -96,7 +106,7 @@ export class AppServer {
     const args = [
       'serve',
       '--addr', `127.0.0.1:${this.port}`,
-      '--database-url', `sqlite://${this.dir}/app.db`,
+      '--database-url', this.databaseUrl,
       '--mode', this.options.mode ?? 'dev',
       '--site-root', SITE_ROOT,
       ...(this.options.pems ? ['--pems-url', this.options.pems.url] : []),
@@ -138,7 +148,7 @@ export class AppServer {
 
   /** Runs a management subcommand against this server's database, e.g. `user add ...`. */
   cli(args: string[]): string {
-    return execFileSync(BIN, [...args, '--database-url', `sqlite://${this.dir}/app.db`], {
+    return execFileSync(BIN, [...args, '--database-url', this.databaseUrl], {
       env: { ...process.env, RUST_LOG: 'warn' },
     }).toString();
   }
@@ -224,6 +234,53 @@ export class Simulator {
   stats(): Promise<{ writes: number; byRecord: Record<string, number>; requests: number }> {
     return this.call('GET', '_stats');
   }
+}
+
+/** `pfa-sync throwaway-postgres`: a PostgreSQL cluster of its own, removed when stopped. */
+export class Postgres {
+  private child?: ChildProcess;
+  private database?: string;
+
+  get url(): string {
+    if (!this.database) throw new Error('PostgreSQL has not started');
+    return this.database;
+  }
+
+  async start() {
+    const child = spawn(BIN, ['throwaway-postgres'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    this.database = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`throwaway-postgres did not start: ${err}`)), 60_000);
+      child.stdout!.on('data', (d) => {
+        out += d;
+        const m = /^(postgres:\/\/\S+)\n/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`throwaway-postgres exited with ${code}: ${err}`)));
+    });
+    child.stdout!.resume();
+  }
+
+  async stop() {
+    await terminate(this.child, 'SIGTERM');
+  }
+}
+
+/** A throwaway PostgreSQL for every test of the file; declare it before the servers on it. */
+export function usePostgres(): Postgres {
+  const pg = new Postgres();
+  test.beforeAll(async () => {
+    test.setTimeout(90_000);
+    await pg.start();
+  });
+  test.afterAll(async () => pg.stop());
+  return pg;
 }
 
 /** A simulator process for every test of the file; declare it before `useServer`. */
