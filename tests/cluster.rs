@@ -1,16 +1,19 @@
 //! Several `pfa-sync serve` processes on one PostgreSQL database (a new database of the test
 //! binary's throwaway cluster per test), with one PEMS simulator process: events cross
 //! instances in seq order, replay works on either, a killed instance's job is finished by the
-//! other, commands reach a job wherever it runs, and a lost LISTEN connection loses nothing.
+//! other (a stopping one hands it over at once), commands reach a job wherever it runs, a
+//! sign-out closes the session's sockets on every instance, and a lost LISTEN connection loses
+//! nothing.
 
 mod common;
 
 use common::{
-    next_event,
+    close_code, next_event,
     procs::{
-        call, cli_token, free_port, start_server, start_simulator, subscribe, wait_healthy, Killed,
+        call, cli_token, free_port, start_server, start_simulator, subscribe, subscribe_with,
+        wait_healthy, Killed,
     },
-    send_text, Socket,
+    send_text, set_cookie, Socket,
 };
 use pfa_sync::server::store::throwaway::ThrowawayPostgres;
 use reqwest::Method;
@@ -48,8 +51,16 @@ impl Cluster {
         let instances: Vec<Instance> = (0..n)
             .map(|_| {
                 let port = free_port();
+                // Outboxes that never fill: a test socket that falls behind a 2,000-record job
+                // would otherwise have progress coalesced (a gap the protocol allows), and these
+                // tests check every seq.
+                let args: Vec<&str> = extra
+                    .iter()
+                    .copied()
+                    .chain(["--ws-outbox-capacity", "100000"])
+                    .collect();
                 Instance {
-                    process: start_server(port, &db, &pems, extra),
+                    process: start_server(port, &db, &pems, &args),
                     base: format!("http://127.0.0.1:{port}"),
                 }
             })
@@ -475,4 +486,187 @@ async fn commands_reach_the_job_wherever_it_runs_and_are_answered_once() {
         assert!(Instant::now() < deadline, "never completed: {detail}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The COMMAND_RESULT that answers the next command (other frames are skipped).
+async fn command_result(socket: &mut Socket) -> Value {
+    loop {
+        let frame = next_event(socket).await;
+        if frame["type"] == "COMMAND_RESULT" {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_sent_to_the_other_instance_stops_the_job_once_and_gives_the_rest_back_as_drafts()
+{
+    let cluster = Cluster::start(2, &["--sync-concurrency", "1", "--pems-rate", "1000"]).await;
+    cluster.pems_latency(40).await;
+    let token = cli_token(&cluster.db, "planner", &[]);
+    let job = cluster.commit(0, &token, 60, "cancel").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runner = loop {
+        if let Some(runner) = cluster.runner_of(&job).await {
+            break runner;
+        }
+        assert!(Instant::now() < deadline, "nobody runs the job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let other = 1 - runner;
+    let (mut socket, connected) = subscribe(cluster.base(other), ORG, &token, None).await;
+    let head = connected["seq"].as_u64().unwrap();
+    send_text(
+        &mut socket,
+        json!({"type": "CANCEL_SYNC", "jobId": job, "commandId": "cancel-1"}).to_string(),
+    )
+    .await;
+    let answer = command_result(&mut socket).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+
+    let (mut watcher, _) = subscribe(cluster.base(runner), ORG, &token, Some(head)).await;
+    let events = read_until(
+        &mut watcher,
+        head,
+        Duration::from_secs(20),
+        is_terminal(&job),
+    )
+    .await;
+    let terminal = events.last().unwrap();
+    assert_eq!(
+        (
+            terminal["type"].as_str(),
+            terminal["data"]["jobStatus"].as_str()
+        ),
+        (Some("SYNC_FAILED"), Some("cancelled"))
+    );
+    let detail = cluster.job(other, &token, &job).await;
+    assert_eq!(detail["job"]["status"], "cancelled");
+    assert!(
+        detail["job"]["completedAt"].is_string(),
+        "{}",
+        detail["job"]
+    );
+    let synced = detail["job"]["synced"].as_u64().unwrap();
+    assert!(synced < 60);
+    // The records not synced are the planner's drafts again; none is lost, none is doubled.
+    let (_, drafts) = cluster
+        .call(
+            other,
+            Method::GET,
+            &format!("/api/orgs/{ORG}/drafts"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        drafts["items"].as_array().unwrap().len() as u64,
+        60 - synced
+    );
+    // No record was written to PEMS after the cancellation's end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cluster.pems_stats().await["writes"].as_u64().unwrap(),
+        synced
+    );
+}
+
+#[tokio::test]
+async fn signing_out_on_one_instance_closes_the_sessions_sockets_on_every_instance() {
+    let cluster = Cluster::start(2, &[]).await;
+    let login = cluster
+        .client
+        .post(format!("{}/api/auth/login", cluster.base(0)))
+        .header("origin", cluster.base(0))
+        .json(&json!({"username": "planner", "password": "pfa-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = set_cookie(&login, "pfa_session").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    // The session made on a opens a socket on b.
+    let (mut on_b, _) = subscribe_with(
+        cluster.base(1),
+        ORG,
+        &[("cookie", &cookie), ("origin", cluster.base(1))],
+        None,
+    )
+    .await;
+    let out = cluster
+        .client
+        .post(format!("{}/api/auth/logout", cluster.base(0)))
+        .header("origin", cluster.base(0))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(close_code(&mut on_b).await, 4401);
+}
+
+#[tokio::test]
+async fn a_stopping_instance_hands_its_job_over_at_once() {
+    // A lease far longer than the test: only a released job can move this fast.
+    let mut cluster = Cluster::start(
+        2,
+        &[
+            "--sync-concurrency",
+            "2",
+            "--pems-rate",
+            "1000",
+            "--job-lease-secs",
+            "120",
+        ],
+    )
+    .await;
+    cluster.pems_latency(20).await;
+    let token = cli_token(&cluster.db, "planner", &[]);
+    let job = cluster.commit(0, &token, 200, "handover").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runner = loop {
+        if let Some(runner) = cluster.runner_of(&job).await {
+            break runner;
+        }
+        assert!(Instant::now() < deadline, "nobody runs the job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let survivor = 1 - runner;
+    loop {
+        if cluster.job(survivor, &token, &job).await["job"]["synced"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 20
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = Instant::now();
+    assert!(
+        cluster.instances[runner]
+            .process
+            .terminate(Duration::from_secs(15)),
+        "stops within the grace period"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let detail = cluster.job(survivor, &token, &job).await;
+        if detail["job"]["status"] == "completed" {
+            assert_eq!(detail["job"]["synced"], 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not taken over: {}",
+            detail["job"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = cluster.pems_stats().await;
+    assert_eq!(stats["writes"], 200, "{stats}");
+    eprintln!(
+        "stopped and finished elsewhere {:?} after the SIGTERM",
+        stopping.elapsed()
+    );
 }

@@ -169,6 +169,11 @@ impl Application {
                 }
             }
         };
+        // The runners finish the PEMS requests they have sent, record them and release their
+        // jobs, which another instance then takes over at once; only then does the store close.
+        if !state.engine.stopped(state.config.shutdown_grace).await {
+            tracing::warn!("sync jobs still running at the end of the grace period");
+        }
         state.store.close().await;
         tracing::info!("pfa-sync stopped");
         outcome

@@ -145,15 +145,27 @@ pub async fn call(
 
 /// Opens `org`'s socket at `base` (http://host:port) with a bearer token; reads CONNECTED.
 pub async fn subscribe(base: &str, org: &str, token: &str, since: Option<u64>) -> (Socket, Value) {
+    let bearer = format!("Bearer {token}");
+    subscribe_with(base, org, &[("authorization", &bearer)], since).await
+}
+
+/// Opens `org`'s socket at `base` with these request headers (a cookie and an origin, say);
+/// reads CONNECTED.
+pub async fn subscribe_with(
+    base: &str,
+    org: &str,
+    headers: &[(&'static str, &str)],
+    since: Option<u64>,
+) -> (Socket, Value) {
     let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
     let url = format!(
         "{}/api/ws/sync/{org}{query}",
         base.replacen("http", "ws", 1)
     );
     let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let connected = super::next(&mut socket).await.json();
     assert_eq!(connected["type"], "CONNECTED", "{connected}");

@@ -5,11 +5,13 @@
 //! replaced when it is lost (a restart of PostgreSQL, `pg_terminate_backend`), and every
 //! organization then catches up from the log: notifications sent meanwhile are lost, events
 //! never. The same connection hears job status changes (`JOBS_CHANNEL`): a command applied on
-//! one instance wakes the job's runner on the instance that runs it.
+//! one instance wakes the job's runner on the instance that runs it; and sign-outs
+//! (`SESSIONS_CHANNEL`): every instance closes the session's sockets with 4401.
 
 use super::hub::Hub;
 use crate::server::{
     store::{
+        accounts::SESSIONS_CHANNEL,
         events::{parse_notification, NOTIFY_CHANNEL},
         sync::JOBS_CHANNEL,
         Store,
@@ -34,7 +36,9 @@ pub fn spawn(store: &Store, hub: Hub, engine: Engine, shutdown: CancellationToke
         loop {
             let listening = async {
                 let mut listener = PgListener::connect_with(&pool).await?;
-                listener.listen_all([NOTIFY_CHANNEL, JOBS_CHANNEL]).await?;
+                listener
+                    .listen_all([NOTIFY_CHANNEL, JOBS_CHANNEL, SESSIONS_CHANNEL])
+                    .await?;
                 anyhow::Ok(listener)
             };
             let mut listener = tokio::select! {
@@ -64,6 +68,9 @@ pub fn spawn(store: &Store, hub: Hub, engine: Engine, shutdown: CancellationToke
                 match received {
                     Ok(Some(notification)) if notification.channel() == JOBS_CHANNEL => {
                         engine.wake(notification.payload());
+                    }
+                    Ok(Some(notification)) if notification.channel() == SESSIONS_CHANNEL => {
+                        hub.disconnect_session(notification.payload());
                     }
                     Ok(Some(notification)) => match parse_notification(notification.payload()) {
                         Some((_, _, instance)) if instance == me => {}

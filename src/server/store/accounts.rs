@@ -5,6 +5,9 @@ use crate::domain::{org::OrgId, role::Role};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+/// The PostgreSQL channel of revoked sessions; the payload is the session's id hash.
+pub const SESSIONS_CHANNEL: &str = "pfa_sync_sessions";
+
 /// A user as the server knows them after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -208,18 +211,29 @@ impl Store {
         }))
     }
 
-    /// Revokes a session; true when it was live.
+    /// Revokes a session; true when it was live. On PostgreSQL every instance hears of it
+    /// ([`SESSIONS_CHANNEL`], at commit) and closes the session's sockets.
     pub async fn revoke_session(&self, id_hash: &str) -> anyhow::Result<bool> {
-        let done = on_pool!(self.db(), pool, pg => {
-            sqlx::query(
+        let mut tx = self.begin().await?;
+        let done = on_tx!(&mut tx, t, pg => {
+            let done = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL",
             )
             .bind(Utc::now().to_rfc3339())
             .bind(id_hash)
-            .execute(pool)
+            .execute(&mut **t)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if pg && done > 0 {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(SESSIONS_CHANNEL)
+                    .bind(id_hash)
+                    .execute(&mut **t)
+                    .await?;
+            }
+            done
         });
+        tx.commit().await?;
         Ok(done > 0)
     }
 

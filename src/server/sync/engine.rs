@@ -116,7 +116,7 @@ impl Engine {
     }
 
     /// Resumes what a previous process left and starts the claimer: every job that needs a
-    /// runner and has none (queued, running, or cancelled with items still open, never claimed
+    /// runner and has none (queued, running, or cancelled with the cancellation unfinished; never claimed
     /// or with its lease run out) gets one here, this instance's or another's, whichever
     /// claims it first. On SQLite, the only process, every lease of an earlier one is void.
     pub async fn recover(&self) -> anyhow::Result<usize> {
@@ -343,6 +343,19 @@ impl Engine {
     /// Jobs that have a live runner.
     pub fn running_jobs(&self) -> usize {
         self.inner.runners.lock().expect("runners lock").len()
+    }
+
+    /// After shutdown: waits until every runner has stopped (and released its job), at most
+    /// `within`; false when some were still running.
+    pub async fn stopped(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.running_jobs() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 }
 

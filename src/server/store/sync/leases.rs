@@ -14,9 +14,10 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Jobs that need a runner: queued or running, or cancelled with items still open.
-const NEEDS_RUNNER: &str = "(status IN ('queued', 'running') OR (status = 'cancelled' AND EXISTS
-     (SELECT 1 FROM sync_queue q WHERE q.job_id = sync_jobs.id AND q.status IN ('pending', 'in_flight'))))";
+/// Jobs that need a runner: queued or running, or cancelled without the cancellation of their
+/// items done (it sets `completed_at`, in the transaction of the terminal event).
+const NEEDS_RUNNER: &str =
+    "(status IN ('queued', 'running') OR (status = 'cancelled' AND completed_at IS NULL))";
 
 impl Store {
     /// Takes `job_id` for the runner `token` for `lease` when nobody holds it (never held, or

@@ -93,7 +93,8 @@ pub struct EngineWrites {
     pub items: Vec<ItemUpdate>,
     /// Conflicts found; their items' `conflict` status is one of `items`.
     pub conflicts: Vec<NewConflict>,
-    /// Jobs whose pending and in-flight items are cancelled.
+    /// Cancelled jobs whose pending and in-flight items are cancelled now; the cancellation is
+    /// then complete (`completed_at` set: until then a runner is owed to the job).
     pub cancel_open: Vec<String>,
     /// Jobs whose failed items go back to pending with their attempts reset (a retry).
     pub requeue_failed: Vec<String>,
@@ -180,7 +181,7 @@ impl Store {
                 sqlx::query(&format!(
                     "UPDATE sync_jobs SET status = $1,
                          started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $2) ELSE started_at END,
-                         completed_at = CASE WHEN $1 IN ('completed', 'completed_with_conflicts', 'failed', 'cancelled')
+                         completed_at = CASE WHEN $1 IN ('completed', 'completed_with_conflicts', 'failed')
                                         THEN $2 ELSE NULL END
                      WHERE id = $3 AND status IN {}",
                     json_values(pg, 4)
@@ -336,6 +337,15 @@ impl Store {
                 sqlx::query(&format!(
                     "UPDATE sync_queue SET status = 'cancelled', updated_at = $1
                      WHERE status IN ('pending', 'in_flight') AND job_id IN {}",
+                    json_values(pg, 2)
+                ))
+                .bind(&now)
+                .bind(json!(cancel_open).to_string())
+                .execute(&mut **t)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE sync_jobs SET completed_at = $1
+                     WHERE status = 'cancelled' AND completed_at IS NULL AND id IN {}",
                     json_values(pg, 2)
                 ))
                 .bind(&now)
