@@ -10,8 +10,8 @@ mod common;
 use common::{
     close_code, next_event,
     procs::{
-        call, cli_token, free_port, start_server, start_simulator, subscribe, subscribe_with,
-        wait_healthy, Killed,
+        call, cli_token, commit_notes, free_port, pems_latency, pems_stats, start_server,
+        start_simulator, subscribe, subscribe_with, wait_healthy, Killed, FAST_SYNC,
     },
     send_text, set_cookie, Socket,
 };
@@ -122,6 +122,18 @@ impl Cluster {
         health["instance"].as_str().unwrap().to_owned()
     }
 
+    /// The instance that runs `job`, once one does (whichever claimed it first).
+    async fn runner(&self, job: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(runner) = self.runner_of(job).await {
+                return runner;
+            }
+            assert!(Instant::now() < deadline, "nobody runs the job");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The instance whose runner holds `job`'s lease, if any.
     async fn runner_of(&self, job: &str) -> Option<usize> {
         let pool = sqlx::PgPool::connect(&self.db).await.unwrap();
@@ -142,30 +154,7 @@ impl Cluster {
 
     /// Saves a draft of each of the first `n` records and commits them on instance `i`.
     async fn commit(&self, i: usize, token: &str, n: usize, note: &str) -> String {
-        let drafts: Vec<Value> = (1..=n)
-            .map(|k| json!({"pfaId": format!("PFA-{k:05}"), "changes": {"notes": format!("{note} {k}")}}))
-            .collect();
-        let (status, body) = self
-            .call(
-                i,
-                Method::PUT,
-                &format!("/api/orgs/{ORG}/drafts"),
-                token,
-                Some(json!({ "drafts": drafts })),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = self
-            .call(
-                i,
-                Method::POST,
-                &format!("/api/orgs/{ORG}/drafts/commit"),
-                token,
-                None,
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        body["job"]["id"].as_str().unwrap().to_owned()
+        commit_notes(&self.client, self.base(i), token, ORG, n, note).await
     }
 
     async fn job(&self, i: usize, token: &str, job: &str) -> Value {
@@ -181,27 +170,11 @@ impl Cluster {
     }
 
     async fn pems_stats(&self) -> Value {
-        call(
-            &self.client,
-            Method::GET,
-            format!("{}/api/pems/_stats", self.pems),
-            "",
-            None,
-        )
-        .await
-        .1
+        pems_stats(&self.client, &self.pems).await
     }
 
     async fn pems_latency(&self, ms: u64) {
-        let (status, _) = call(
-            &self.client,
-            Method::PUT,
-            format!("{}/api/pems/_faults", self.pems),
-            "",
-            Some(json!({"latencyMs": ms})),
-        )
-        .await;
-        assert_eq!(status, 200);
+        pems_latency(&self.client, &self.pems, ms).await
     }
 }
 
@@ -343,31 +316,13 @@ async fn the_listener_losing_its_connection_loses_no_event() {
 #[tokio::test]
 async fn a_job_of_a_killed_instance_is_finished_by_the_other_writing_each_record_once() {
     const RECORDS: usize = 2000;
-    let mut cluster = Cluster::start(
-        2,
-        &[
-            "--sync-concurrency",
-            "16",
-            "--pems-rate",
-            "20000",
-            "--job-lease-secs",
-            "3",
-        ],
-    )
-    .await;
+    let mut cluster = Cluster::start(2, &FAST_SYNC).await;
     cluster.pems_latency(15).await;
     let token = cli_token(&cluster.db, "planner", &[]);
     // Which instance runs the job is up to the race between the committing instance and the
     // other's claimer: the test follows the job from whichever instance does not.
     let job = cluster.commit(1, &token, RECORDS, "takeover").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let runner = loop {
-        if let Some(runner) = cluster.runner_of(&job).await {
-            break runner;
-        }
-        assert!(Instant::now() < deadline, "nobody runs the job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let runner = cluster.runner(&job).await;
     let survivor = 1 - runner;
     let (mut socket, connected) = subscribe(cluster.base(survivor), ORG, &token, Some(0)).await;
     let head = connected["seq"].as_u64().unwrap();
@@ -431,14 +386,7 @@ async fn commands_reach_the_job_wherever_it_runs_and_are_answered_once() {
     cluster.pems_latency(40).await;
     let token = cli_token(&cluster.db, "planner", &[]);
     let job = cluster.commit(0, &token, 60, "commands").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let runner = loop {
-        if let Some(runner) = cluster.runner_of(&job).await {
-            break runner;
-        }
-        assert!(Instant::now() < deadline, "nobody runs the job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let runner = cluster.runner(&job).await;
     let other = 1 - runner;
     let (mut socket, _) = subscribe(cluster.base(other), ORG, &token, None).await;
     let command =
@@ -505,14 +453,7 @@ async fn a_cancel_sent_to_the_other_instance_stops_the_job_once_and_gives_the_re
     cluster.pems_latency(40).await;
     let token = cli_token(&cluster.db, "planner", &[]);
     let job = cluster.commit(0, &token, 60, "cancel").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let runner = loop {
-        if let Some(runner) = cluster.runner_of(&job).await {
-            break runner;
-        }
-        assert!(Instant::now() < deadline, "nobody runs the job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let runner = cluster.runner(&job).await;
     let other = 1 - runner;
     let (mut socket, connected) = subscribe(cluster.base(other), ORG, &token, None).await;
     let head = connected["seq"].as_u64().unwrap();
@@ -623,14 +564,7 @@ async fn a_stopping_instance_hands_its_job_over_at_once() {
     cluster.pems_latency(20).await;
     let token = cli_token(&cluster.db, "planner", &[]);
     let job = cluster.commit(0, &token, 200, "handover").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let runner = loop {
-        if let Some(runner) = cluster.runner_of(&job).await {
-            break runner;
-        }
-        assert!(Instant::now() < deadline, "nobody runs the job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let runner = cluster.runner(&job).await;
     let survivor = 1 - runner;
     loop {
         if cluster.job(survivor, &token, &job).await["job"]["synced"]

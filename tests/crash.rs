@@ -6,7 +6,10 @@ mod common;
 
 use common::{
     next_event,
-    procs::{call, cli_token, free_port, start_server, start_simulator, subscribe, wait_healthy},
+    procs::{
+        call, cli_token, commit_notes, free_port, pems_latency, pems_stats, start_server,
+        start_simulator, subscribe, wait_healthy, wait_job, FAST_SYNC,
+    },
     TestServer,
 };
 use pfa_sync::server::sync::pems::{faults::Faults, simulator};
@@ -35,15 +38,7 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
     let db = common::database_url(&dir).await;
     let client = reqwest::Client::new();
     let (_sim, pems) = start_simulator();
-    let (status, _) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{pems}/api/pems/_faults"),
-        "",
-        Some(json!({"latencyMs": 80})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    pems_latency(&client, &pems, 80).await;
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -51,45 +46,13 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
     wait_healthy(&client, &base).await;
     let token = cli_token(&db, "planner", &[]);
 
-    let drafts: Vec<Value> = (1..=30).map(|n| json!({"pfaId": format!("PFA-{n:05}"), "changes": {"notes": format!("crash test {n}")}})).collect();
-    let (status, body) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{base}/api/orgs/org-rio/drafts"),
-        &token,
-        Some(json!({"drafts": drafts})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        &client,
-        reqwest::Method::POST,
-        format!("{base}/api/orgs/org-rio/drafts/commit"),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let job = body["job"]["id"].as_str().unwrap().to_owned();
-    let job_url = format!("{base}/api/orgs/org-rio/jobs/{job}");
-
+    let job = commit_notes(&client, &base, &token, "org-rio", 30, "crash test").await;
     // Kill it hard once a few records are through.
-    loop {
-        let (_, detail) = call(&client, reqwest::Method::GET, job_url.clone(), &token, None).await;
-        if detail["job"]["synced"].as_i64().unwrap_or(0) >= 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let wait = Duration::from_secs(60);
+    let started = |d: &Value| d["job"]["synced"].as_i64().unwrap_or(0) >= 5;
+    wait_job(&client, &base, &token, "org-rio", &job, wait, started).await;
     server.kill();
-    let (_, at_kill) = call(
-        &client,
-        reqwest::Method::GET,
-        format!("{pems}/api/pems/_stats"),
-        "",
-        None,
-    )
-    .await;
+    let at_kill = pems_stats(&client, &pems).await;
     assert!(
         at_kill["writes"].as_u64().unwrap() < 30,
         "killed mid-job: {at_kill}"
@@ -97,28 +60,11 @@ async fn a_job_interrupted_by_sigkill_finishes_after_restart_writing_each_record
 
     let _server = start_server(port, &db, &pems, &SYNC);
     wait_healthy(&client, &base).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let detail = loop {
-        let (_, detail) = call(&client, reqwest::Method::GET, job_url.clone(), &token, None).await;
-        if detail["job"]["status"] == "completed" {
-            break detail;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job did not finish after restart: {detail}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let completed = |d: &Value| d["job"]["status"] == "completed";
+    let detail = wait_job(&client, &base, &token, "org-rio", &job, wait, completed).await;
     assert_eq!(detail["job"]["synced"], 30);
 
-    let (_, stats) = call(
-        &client,
-        reqwest::Method::GET,
-        format!("{pems}/api/pems/_stats"),
-        "",
-        None,
-    )
-    .await;
+    let stats = pems_stats(&client, &pems).await;
     assert_eq!(stats["writes"], 30, "{stats}");
     for n in 1..=30 {
         assert_eq!(
@@ -299,80 +245,43 @@ async fn sigkill_at_several_points_of_a_job_leaves_one_event_per_synced_record_i
     let db = common::database_url(&dir).await;
     let client = reqwest::Client::new();
     let (_sim, pems) = start_simulator();
-    let (status, _) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{pems}/api/pems/_faults"),
-        "",
-        Some(json!({"latencyMs": 5})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let fast = [
-        "--sync-concurrency",
-        "16",
-        "--pems-rate",
-        "20000",
-        "--job-lease-secs",
-        "3",
-    ];
+    pems_latency(&client, &pems, 5).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(port, &db, &pems, &fast);
+    let mut server = start_server(port, &db, &pems, &FAST_SYNC);
     wait_healthy(&client, &base).await;
     let token = cli_token(&db, "planner", &[]);
-    let drafts: Vec<Value> = (1..=RECORDS)
-        .map(|n| json!({"pfaId": format!("PFA-{n:05}"), "changes": {"notes": format!("kill {n}")}}))
-        .collect();
-    let (status, body) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{base}/api/orgs/org-rio/drafts"),
-        &token,
-        Some(json!({"drafts": drafts})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        &client,
-        reqwest::Method::POST,
-        format!("{base}/api/orgs/org-rio/drafts/commit"),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let job = body["job"]["id"].as_str().unwrap().to_owned();
-    let job_url = format!("{base}/api/orgs/org-rio/jobs/{job}");
+    let job = commit_notes(&client, &base, &token, "org-rio", RECORDS, "kill").await;
 
     // Killed hard three times, at different points of the job, restarted each time.
     for at in [300, 900, 1500] {
-        loop {
-            let (_, detail) =
-                call(&client, reqwest::Method::GET, job_url.clone(), &token, None).await;
-            if detail["job"]["synced"].as_i64().unwrap_or(0) >= at {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let reached = move |d: &Value| d["job"]["synced"].as_i64().unwrap_or(0) >= at;
+        wait_job(
+            &client,
+            &base,
+            &token,
+            "org-rio",
+            &job,
+            Duration::from_secs(60),
+            reached,
+        )
+        .await;
         server.kill();
-        server = start_server(port, &db, &pems, &fast);
+        server = start_server(port, &db, &pems, &FAST_SYNC);
         wait_healthy(&client, &base).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, detail) = call(&client, reqwest::Method::GET, job_url.clone(), &token, None).await;
-        if detail["job"]["status"] == "completed" {
-            assert_eq!(detail["job"]["synced"], RECORDS);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never completed: {}",
-            detail["job"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let completed = |d: &Value| d["job"]["status"] == "completed";
+    let detail = wait_job(
+        &client,
+        &base,
+        &token,
+        "org-rio",
+        &job,
+        Duration::from_secs(120),
+        completed,
+    )
+    .await;
+    assert_eq!(detail["job"]["synced"], RECORDS);
 
     // The whole log, replayed from the start: one SYNC_SUCCESS per record, one start, one end.
     let (mut socket, connected) = subscribe(&base, "org-rio", &token, Some(0)).await;
@@ -402,14 +311,6 @@ async fn sigkill_at_several_points_of_a_job_leaves_one_event_per_synced_record_i
     );
     assert!(per_record.values().all(|n| *n == 1), "and only one");
     assert_eq!((started, finished), (1, 1));
-    let stats = call(
-        &client,
-        reqwest::Method::GET,
-        format!("{pems}/api/pems/_stats"),
-        "",
-        None,
-    )
-    .await
-    .1;
+    let stats = pems_stats(&client, &pems).await;
     assert_eq!(stats["writes"], RECORDS, "each record written to PEMS once");
 }

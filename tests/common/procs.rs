@@ -171,3 +171,91 @@ pub async fn subscribe_with(
     assert_eq!(connected["type"], "CONNECTED", "{connected}");
     (socket, connected)
 }
+
+/// Saves a draft of each of the first `n` records of `org` (notes `"{note} {k}"`) and commits
+/// them at `base`; answers the job's id.
+pub async fn commit_notes(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    org: &str,
+    n: usize,
+    note: &str,
+) -> String {
+    let drafts: Vec<Value> = (1..=n)
+        .map(|k| serde_json::json!({"pfaId": format!("PFA-{k:05}"), "changes": {"notes": format!("{note} {k}")}}))
+        .collect();
+    let url = |path: &str| format!("{base}/api/orgs/{org}/{path}");
+    let body = serde_json::json!({ "drafts": drafts });
+    let (status, saved) = call(
+        client,
+        reqwest::Method::PUT,
+        url("drafts"),
+        token,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    let (status, committed) = call(
+        client,
+        reqwest::Method::POST,
+        url("drafts/commit"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{committed}");
+    committed["job"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `org`'s job at `base` until `done` accepts its detail (`{job, items}`), at most
+/// `within`; answers that detail.
+pub async fn wait_job(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    org: &str,
+    job: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let url = format!("{base}/api/orgs/{org}/jobs/{job}");
+        let (_, detail) = call(client, reqwest::Method::GET, url, token, None).await;
+        if done(&detail) {
+            return detail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never got there: {}",
+            detail["job"]
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sets the PEMS simulator's answer latency.
+pub async fn pems_latency(client: &reqwest::Client, pems: &str, ms: u64) {
+    let url = format!("{pems}/api/pems/_faults");
+    let body = serde_json::json!({ "latencyMs": ms });
+    let (status, answer) = call(client, reqwest::Method::PUT, url, "", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// The PEMS simulator's counts: `{writes, byRecord: {"ORG/PFA": n}, requests}`.
+pub async fn pems_stats(client: &reqwest::Client, pems: &str) -> Value {
+    let url = format!("{pems}/api/pems/_stats");
+    call(client, reqwest::Method::GET, url, "", None).await.1
+}
+
+/// `serve` flags of a fast job: 16 PEMS requests in flight, no rate limit to speak of, and a
+/// 3 s lease (a killed runner's job is taken over within seconds).
+pub const FAST_SYNC: [&str; 6] = [
+    "--sync-concurrency",
+    "16",
+    "--pems-rate",
+    "20000",
+    "--job-lease-secs",
+    "3",
+];

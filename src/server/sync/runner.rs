@@ -68,6 +68,22 @@ struct JobContext {
     sending: AtomicBool,
 }
 
+impl JobContext {
+    /// The job's stored status, read again after a command changed it (a job that vanished
+    /// counts as cancelled); new PEMS requests go out only while it is active.
+    async fn reload_status(&self, engine: &Engine) -> anyhow::Result<JobStatus> {
+        let status = engine
+            .inner
+            .store
+            .job(&self.job.organization_id, &self.job.id)
+            .await?
+            .map(|j| j.status)
+            .unwrap_or(JobStatus::Cancelled);
+        self.sending.store(is_active(status), Ordering::Relaxed);
+        Ok(status)
+    }
+}
+
 /// Counts of `items` (of a job with `total` items) by status.
 fn counts_of<'a>(
     items: impl IntoIterator<Item = &'a QueueItem>,
@@ -276,12 +292,7 @@ pub async fn run(
                         return Ok(());
                     }
                     // A command changed the job meanwhile (paused, cancelled): follow it.
-                    status = store
-                        .job(org, job_id)
-                        .await?
-                        .map(|j| j.status)
-                        .unwrap_or(JobStatus::Cancelled);
-                    context.sending.store(is_active(status), Ordering::Relaxed);
+                    status = context.reload_status(engine).await?;
                     continue;
                 }
                 _ => {}
@@ -349,12 +360,7 @@ pub async fn run(
             }
             _ = wake.notified() => {
                 // A command: the status changed, a retry adds items back.
-                status = store
-                    .job(org, job_id)
-                    .await?
-                    .map(|j| j.status)
-                    .unwrap_or(JobStatus::Cancelled);
-                context.sending.store(is_active(status), Ordering::Relaxed);
+                status = context.reload_status(engine).await?;
                 let items = store.items(job_id).await?;
                 let settled = items.iter().filter(|i| !running.contains(&i.id));
                 counts = counts_of(settled, items.len() as i64, counts.retries);
