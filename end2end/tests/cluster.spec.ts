@@ -9,8 +9,9 @@ import { AppServer, usePostgres, useSimulator } from './support/server';
 
 const pg = usePostgres();
 const pems = useSimulator();
-// 5 PEMS writes a second: B's 40-record job runs about eight seconds, through both restarts.
-const args = ['--pems-rate', '5', '--job-lease-secs', '3'];
+// 2 PEMS writes a second: B's 40-record job runs about twenty seconds, through both restarts
+// (each a graceful stop, a start, and the page's reconnection after its backoff).
+const args = ['--pems-rate', '2', '--job-lease-secs', '3'];
 const a = new AppServer({ pems, database: () => pg.url, args });
 const b = new AppServer({ pems, database: () => pg.url, args });
 const ORG = 'org-rio';
@@ -46,7 +47,7 @@ async function openAs(browser: Browser, server: AppServer, user: string, passwor
 }
 
 test('two planners on two instances see each other live and keep working through a rolling restart of both', async ({ browser }) => {
-  test.setTimeout(180_000);
+  test.setTimeout(240_000);
   const A = await openAs(browser, a, 'planner', 'pfa-demo');
   const B = await openAs(browser, b, 'planner-b', 'planner-b-pass');
   const done = (n: number) => `Sync job completed: ${n} of ${n} records synced`;
