@@ -18,7 +18,7 @@ SITE_ROOT := $(CURDIR)/target/site
 # would send them.
 RELEASE_SITE_ROOT := $(CURDIR)/target/site-release
 
-.PHONY: help run run-cluster run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick \
+.PHONY: help run run-cluster run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick baseline \
         site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli postgres e2e-deps fmt lint
 
 help: ## Show this list
@@ -65,15 +65,35 @@ test-e2e-release: site-release e2e-deps
 # Benchmarks run the release server and the PEMS simulator on loopback, driven by pfa-loadgen
 # (src/bin/pfa-loadgen); 10,000 sockets on each side need a raised open-file limit. Both run
 # under `nice` so that other work on the machine (Playwright) keeps its share.
+# The `cluster` group runs two instances on a throwaway PostgreSQL (Debian's server binaries,
+# which `make postgres` installs when missing); no configured database server is used.
+# `make bench BASELINE=<git ref>` also runs the single-instance fan-out rows against that ref's
+# server, built in release in a git worktree (`make baseline`), and prints them beside the
+# current ones (docs/benchmarks.md, "Baseline").
 BENCH_ARGS ?=
-bench: site-release ## Benchmarks: print the table and write it into docs/benchmarks.md (about 10 minutes)
+BASELINE ?=
+BASELINE_DIR = $(CURDIR)/target/baseline-$(subst /,-,$(BASELINE))
+BASELINE_BIN = $(BASELINE_DIR)/target/release/pfa-sync
+bench: site-release postgres $(if $(BASELINE),baseline) ## Benchmarks: print the table and write it into docs/benchmarks.md (about 15 minutes; BASELINE=<git ref> adds that ref's fan-out rows)
 	cargo build --release --locked --features ssr --bin pfa-sync --bin pfa-loadgen
 	ulimit -n "$$(ulimit -Hn)" && nice -n 5 "$(CARGO_TARGET_DIR)/release/pfa-loadgen" \
-	  --site-root "$(RELEASE_SITE_ROOT)" --write docs/benchmarks.md $(BENCH_ARGS)
+	  --site-root "$(RELEASE_SITE_ROOT)" --write docs/benchmarks.md \
+	  $(if $(BASELINE),--baseline-bin "$(BASELINE_BIN)" --baseline-label "$(BASELINE)") $(BENCH_ARGS)
 
-bench-quick: ## The benchmark harness at small sizes (debug build, no targets; fails if an event is lost)
+bench-quick: postgres ## The benchmark harness at small sizes (debug build, no targets; fails if an event is lost)
 	cargo build --locked --features ssr --bin pfa-sync --bin pfa-loadgen
 	ulimit -n "$$(ulimit -Hn)" && nice -n 5 "$(CARGO_TARGET_DIR)/debug/pfa-loadgen" --quick --site-root "$(SITE_ROOT)"
+
+# The worktree is checked out at the ref's commit on every call (a branch name moves); its
+# build has a target folder of its own, so it never disturbs this tree's.
+baseline: ## Build BASELINE's (a git ref) pfa-sync in release, in a worktree at target/baseline-<ref>
+	@test -n "$(BASELINE)" || { echo "set BASELINE=<git ref>, e.g. make baseline BASELINE=1032ddc"; exit 1; }
+	@commit="$$(git rev-parse --verify --quiet '$(BASELINE)^{commit}')" || \
+	  { echo "BASELINE=$(BASELINE) is not a commit of this repository"; exit 1; }; \
+	if [ -e "$(BASELINE_DIR)/.git" ]; then git -C "$(BASELINE_DIR)" checkout --quiet --detach "$$commit"; \
+	else git worktree prune && git worktree add --detach "$(BASELINE_DIR)" "$$commit"; fi
+	cd "$(BASELINE_DIR)" && CARGO_TARGET_DIR="$(BASELINE_DIR)/target" \
+	  cargo build --release --features ssr --bin pfa-sync --locked
 
 fmt: ## Format the code
 	cargo fmt

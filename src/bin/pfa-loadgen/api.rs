@@ -1,6 +1,6 @@
 //! The HTTP side of the load: signing in, publishing bench events, saving drafts, committing.
 
-use crate::subscribers::now_us;
+use crate::{histogram::Histogram, subscribers::now_us};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::{
@@ -17,12 +17,23 @@ pub struct Api {
     pub base: String,
     /// Bearer token of the bench admin, with the publish scope.
     pub token: String,
+    /// Round trips of the publish requests (shared by the clones of an `Api`).
+    pub publishes: Arc<Histogram>,
 }
 
 /// The session cookie's name (`src/server/auth/mod.rs`).
 const SESSION_COOKIE: &str = pfa_sync::server::auth::SESSION_COOKIE;
 
 impl Api {
+    pub fn new(client: reqwest::Client, base: String, token: String) -> Self {
+        Self {
+            client,
+            base,
+            token,
+            publishes: Arc::new(Histogram::new()),
+        }
+    }
+
     /// Signs in like a browser and returns the session cookie (`pfa_session=…`).
     pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
         let response = self
@@ -57,6 +68,7 @@ impl Api {
             "message": "bench event",
             "data": {"t": now_us()},
         });
+        let started = Instant::now();
         let response = self
             .client
             .post(format!("{}/api/orgs/{org}/events", self.base))
@@ -68,6 +80,7 @@ impl Api {
             bail!("publish answered {}", response.status());
         }
         let answer: Value = response.json().await?;
+        self.publishes.record(started.elapsed().as_micros() as u64);
         answer["seq"].as_u64().context("publish answer without seq")
     }
 
@@ -176,6 +189,36 @@ impl Api {
             .as_str()
             .map(str::to_owned)
             .context("commit answer without job id")
+    }
+
+    /// When the job's terminal status was written (`completedAt`, the server's clock), if it
+    /// has one; looked up among the organization's newest jobs.
+    pub async fn job_completed_at(
+        &self,
+        org: &str,
+        job: &str,
+    ) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let response = self
+            .client
+            .get(format!("{}/api/orgs/{org}/jobs?limit=10", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if status != 200 {
+            bail!("job list answered {status}: {answer}");
+        }
+        let completed = answer["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["id"] == job)
+            .and_then(|j| j["completedAt"].as_str())
+            .map(chrono::DateTime::parse_from_rfc3339)
+            .transpose()?
+            .map(|t| t.to_utc());
+        Ok(completed)
     }
 
     /// Sets the simulator's fault settings (latency per request).

@@ -1,7 +1,9 @@
 //! `pfa-loadgen`: starts the release server and the PEMS simulator on loopback, drives them
 //! like real clients (session-cookie WebSockets, bearer-token API calls) and prints one table
-//! of figures against the targets of docs/benchmarks.md. `--quick` runs small sizes to prove
-//! the harness works; any lost event fails the run in both modes.
+//! of figures against the targets of docs/benchmarks.md. The `cluster` group also starts a
+//! throwaway PostgreSQL and two instances on it; `--baseline-bin` runs the fan-out rows against
+//! another build too. `--quick` runs small sizes to prove the harness works; any lost event
+//! fails the run in both modes.
 
 mod api;
 mod floor;
@@ -13,9 +15,14 @@ mod subscribers;
 
 use anyhow::Context;
 use clap::Parser;
-use report::{fanout_row, kib, thousands, Row};
-use scenarios::{Fanout, Load};
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use pfa_sync::server::store::throwaway::ThrowawayPostgres;
+use report::{fanout_row, fanout_summary, kib, median, ms, thousands, Row};
+use scenarios::{DraftSave, Fanout, Load, SyncRun, WatchedSync};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 const ORG: &str = "org-rio";
 const SYNC_ORG: &str = "org-portarthur";
@@ -47,12 +54,25 @@ struct Args {
     /// Runs of each fan-out measurement; the table shows medians.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Only these groups: drafts, fanout, floor, large, sync, bundle (repeatable; default all).
+    /// Only these groups: drafts, fanout, floor, large, sync, burst, cluster, bundle
+    /// (repeatable; default all).
     #[arg(long)]
     only: Vec<String>,
+    /// Another `pfa-sync` binary (e.g. an older commit's: `make bench BASELINE=<ref>`): the
+    /// fanout group's rows are also measured against it, with its own SQLite database and
+    /// simulator, and printed beside this build's. Only its `serve`, `pems-sim`, `user add` and
+    /// `token create` subcommands are used.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
+    /// The baseline's name in the table (e.g. its commit).
+    #[arg(long, default_value = "baseline")]
+    baseline_label: String,
     /// Extra `pfa-sync serve` flags, e.g. `--server-arg=--ws-outbox-capacity=512`.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Keep the bench folder (the servers' and simulators' logs, the SQLite databases).
+    #[arg(long)]
+    keep: bool,
     /// A label for the table header (e.g. "before", "after").
     #[arg(long, default_value = "")]
     label: String,
@@ -73,6 +93,9 @@ struct Sizes {
     batch: usize,
     batch_saves: usize,
     sync_records: usize,
+    /// Subscribers watching the sync of the `burst` group, one measurement each; the first is
+    /// the unwatched sync the others are compared with.
+    burst_watchers: [usize; 3],
 }
 
 const FULL: Sizes = Sizes {
@@ -89,6 +112,7 @@ const FULL: Sizes = Sizes {
     batch: 1_000,
     batch_saves: 30,
     sync_records: 10_000,
+    burst_watchers: [0, 100, 1_000],
 };
 
 const QUICK: Sizes = Sizes {
@@ -105,6 +129,7 @@ const QUICK: Sizes = Sizes {
     batch: 100,
     batch_saves: 3,
     sync_records: 100,
+    burst_watchers: [0, 10, 20],
 };
 
 #[tokio::main]
@@ -121,6 +146,26 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The SQLite single-instance figures the `cluster` rows are printed beside: taken from the
+/// groups that measure them, or measured by the `cluster` group when those did not run.
+#[derive(Default)]
+struct SingleInstance {
+    drafts: Option<Drafts>,
+    /// The steady rows at the cluster's size (`Sizes::fanout[1]` subscribers).
+    steady: Option<Vec<Fanout>>,
+    /// The sync at 0 ms PEMS latency.
+    sync: Option<SyncRun>,
+}
+
+/// A server the fan-out rows are measured against: this build's, or the baseline's.
+struct Target<'a> {
+    /// None for this build.
+    label: Option<&'a str>,
+    server: &'a procs::Proc,
+    api: &'a api::Api,
+    cookie: &'a str,
 }
 
 /// Runs everything; Ok(false) when any event was lost.
@@ -140,7 +185,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     // Data and accounts go in before the server starts, through the library.
     let token = prepare_store(&database_url, sizes.sync_records).await?;
-    let sim = procs::start_simulator(&bin, &dir).await?;
+    let sim = procs::start_simulator(&bin, &dir, "pems-sim").await?;
     let server_args: Vec<String> = SYNC_FLAGS
         .iter()
         .map(|f| f.to_string())
@@ -149,86 +194,113 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let server = procs::start_server(
         &bin,
         &dir,
+        "server",
         &database_url,
         &sim.base(),
         &args.site_root,
         &server_args,
     )
     .await?;
-    let api = api::Api {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?,
-        base: server.base(),
-        token,
-    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let api = api::Api::new(client.clone(), server.base(), token);
     let cookie = api.login(USER, PASSWORD).await?;
     let mut rows = Vec::new();
     let mut lost_any = false;
     let quick = args.quick;
     let check = |met: bool| met || quick;
+    let mut single = SingleInstance::default();
 
     if wants("drafts") {
         eprintln!("draft save …");
-        let ids = pfa_ids(ORG, 2000);
-        let one = scenarios::draft_save(&api, ORG, &ids, 1, sizes.single_saves).await?;
-        let many = scenarios::draft_save(&api, ORG, &ids, sizes.batch, sizes.batch_saves).await?;
-        rows.push(
-            Row::new(
-                "draft save, 1 record",
-                format!(
-                    "p50 {:.2} ms · p99 {:.2} ms ({} saves)",
-                    one.p50_ms, one.p99_ms, one.saves
-                ),
-            )
-            .target("p99 < 5 ms", check(one.p99_ms < 5.0)),
-        );
-        rows.push(
-            Row::new(
-                format!("draft save, {} records", many.records),
-                format!(
-                    "p50 {:.1} ms · p99 {:.1} ms ({} saves)",
-                    many.p50_ms, many.p99_ms, many.saves
-                ),
-            )
-            .target("p99 < 100 ms", check(many.p99_ms < 100.0)),
-        );
+        let drafts = measure_drafts(&api, sizes).await?;
+        rows.extend(draft_rows(&drafts, None, quick));
+        single.drafts = Some(drafts);
     }
 
     if wants("fanout") {
+        let baseline = match &args.baseline_bin {
+            Some(bin) => Some(
+                Baseline::start(bin, &dir, &args.site_root, &server_args, client.clone())
+                    .await
+                    .with_context(|| format!("baseline {}", bin.display()))?,
+            ),
+            None => None,
+        };
+        let mut targets = vec![Target {
+            label: None,
+            server: &server,
+            api: &api,
+            cookie: &cookie,
+        }];
+        if let Some(b) = &baseline {
+            targets.push(Target {
+                label: Some(&args.baseline_label),
+                server: &b.server,
+                api: &b.api,
+                cookie: &b.cookie,
+            });
+        }
         for (i, &subs) in sizes.fanout.iter().enumerate() {
-            eprintln!("{subs} subscribers …");
-            let pool = subscribers::Pool::connect(server.addr, ORG, &cookie, subs, 256).await?;
-            let steady = Load::Steady {
-                rate: sizes.steady_rate,
-                secs: sizes.steady_secs,
-            };
-            let runs = measure(&api, &server, &pool, steady, repeat, ticks).await?;
-            // The issue's targets are set at 1,000 subscribers.
-            let target = (i == 1).then_some(4.0);
-            rows.push(fanout_row(
-                &format!(
+            // Steady and burst of each target, one after the other; the rows of a kind side by
+            // side.
+            let (mut steady_rows, mut burst_rows) = (Vec::new(), Vec::new());
+            for target in &targets {
+                let name = |row: String| match target.label {
+                    None => row,
+                    Some(label) => format!("{row} — baseline `{label}`"),
+                };
+                eprintln!(
+                    "{subs} subscribers{} …",
+                    target
+                        .label
+                        .map(|l| format!(" (baseline {l})"))
+                        .unwrap_or_default()
+                );
+                let pool =
+                    subscribers::Pool::connect(target.server.addr, ORG, target.cookie, subs, 256)
+                        .await?;
+                let steady = Load::Steady {
+                    rate: sizes.steady_rate,
+                    secs: sizes.steady_secs,
+                };
+                let runs =
+                    measure(target.api, &[target.server], &pool, steady, repeat, ticks).await?;
+                lost_any |= any_lost(&rows_lost(&runs));
+                let steady_name = name(format!(
                     "{subs} subs × {}/s × {} s",
                     sizes.steady_rate, sizes.steady_secs
-                ),
-                &runs,
-                target,
-                None,
-                quick,
-            ));
-            let burst = Load::Burst {
-                events: sizes.burst,
-            };
-            let runs = measure(&api, &server, &pool, burst, repeat, ticks).await?;
-            rows.push(fanout_row(
-                &format!("{subs} subs, burst of {}", sizes.burst),
-                &runs,
-                None,
-                (i == 1).then_some(500_000.0),
-                quick,
-            ));
-            lost_any |= any_lost(&rows_lost(&runs));
-            pool.stop().await;
+                ));
+                steady_rows.push(match target.label {
+                    // The issue's targets are set at 1,000 subscribers.
+                    None => fanout_row(&steady_name, &runs, (i == 1).then_some(4.0), None, quick),
+                    Some(_) => Row::new(steady_name, fanout_summary(&runs, "server").text),
+                });
+                if target.label.is_none() && i == 1 {
+                    single.steady = Some(runs);
+                }
+                let burst = Load::Burst {
+                    events: sizes.burst,
+                };
+                let runs =
+                    measure(target.api, &[target.server], &pool, burst, repeat, ticks).await?;
+                lost_any |= any_lost(&rows_lost(&runs));
+                let burst_name = name(format!("{subs} subs, burst of {}", sizes.burst));
+                burst_rows.push(match target.label {
+                    None => fanout_row(
+                        &burst_name,
+                        &runs,
+                        None,
+                        (i == 1).then_some(500_000.0),
+                        quick,
+                    ),
+                    Some(_) => Row::new(burst_name, fanout_summary(&runs, "server").text),
+                });
+                pool.stop().await;
+            }
+            rows.extend(steady_rows);
+            rows.extend(burst_rows);
         }
     }
 
@@ -280,7 +352,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             rate: sizes.large_rate,
             secs: sizes.large_secs,
         };
-        let runs = measure(&api, &server, &pool, steady, repeat, ticks).await?;
+        let runs = measure(&api, &[&server], &pool, steady, repeat, ticks).await?;
         lost_any |= any_lost(&rows_lost(&runs));
         rows.push(fanout_row(
             &format!(
@@ -297,7 +369,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let burst = Load::Burst {
             events: sizes.large_burst,
         };
-        let runs = measure(&api, &server, &pool, burst, repeat, ticks).await?;
+        let runs = measure(&api, &[&server], &pool, burst, repeat, ticks).await?;
         lost_any |= any_lost(&rows_lost(&runs));
         rows.push(fanout_row(
             &format!(
@@ -351,20 +423,76 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                     "sync {} records, PEMS {latency} ms",
                     thousands(run.records as f64)
                 ),
-                format!(
-                    "**{:.1} s** ({} records/s, {} events/s, job {})",
-                    run.secs,
-                    thousands(run.records as f64 / run.secs),
-                    thousands(run.events as f64 / run.secs),
-                    run.status
-                ),
+                sync_text(&run),
             );
-            rows.push(if latency == 0 {
-                row.target("< 10 s", check(run.secs < 10.0))
+            if latency == 0 {
+                rows.push(row.target("< 10 s", check(run.secs < 10.0)));
+                single.sync = Some(run);
             } else {
-                row
-            });
+                rows.push(row);
+            }
         }
+    }
+
+    if wants("burst") {
+        let ids = pfa_ids(SYNC_ORG, sizes.sync_records);
+        let watchers = sizes.burst_watchers;
+        let mut runs: [Vec<WatchedSync>; 3] = Default::default();
+        // Rounds of the three, so that a slower spell of the machine hits each of them.
+        for _ in 0..repeat {
+            for (k, &n) in watchers.iter().enumerate() {
+                eprintln!("sync of {} records watched by {n} subscribers …", ids.len());
+                let pool = match n {
+                    0 => None,
+                    n => Some(
+                        subscribers::Pool::connect(server.addr, SYNC_ORG, &cookie, n, 256).await?,
+                    ),
+                };
+                let watched = scenarios::watched_sync(
+                    &api,
+                    &server,
+                    &sim.base(),
+                    SYNC_ORG,
+                    &cookie,
+                    &ids,
+                    0,
+                    pool.as_ref(),
+                    ticks,
+                )
+                .await?;
+                lost_any |= watched.lost > 0;
+                if let Some(pool) = pool {
+                    pool.stop().await;
+                }
+                runs[k].push(watched);
+            }
+        }
+        let unwatched = median(runs[0].iter().map(|w| w.secs));
+        for (k, runs) in runs.iter().enumerate() {
+            rows.push(burst_row(runs, unwatched, k == watchers.len() - 1, quick));
+        }
+    }
+
+    if wants("cluster") {
+        let (cluster_rows, lost) = cluster(
+            &args,
+            sizes,
+            repeat,
+            ticks,
+            &bin,
+            &dir,
+            &server_args,
+            &client,
+            &api,
+            &server,
+            &sim,
+            &cookie,
+            &mut single,
+            &mut rows,
+        )
+        .await?;
+        rows.extend(cluster_rows);
+        lost_any |= lost;
     }
 
     if wants("bundle") {
@@ -399,7 +527,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     let header = format!(
-        "### {}{}\n\n{} · {} · {} run(s) per fan-out row, medians shown · server `{} {}`",
+        "### {}{}\n\n{} · {} · {} run(s) per fan-out row, medians shown · server `{} {}`{}",
         if quick { "Quick run" } else { "Results" },
         if args.label.is_empty() {
             String::new()
@@ -411,6 +539,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         repeat,
         bin.display(),
         server_args.join(" "),
+        match &args.baseline_bin {
+            Some(b) if wants("fanout") =>
+                format!(" · baseline `{}` `{}`", args.baseline_label, b.display()),
+            _ => String::new(),
+        },
     );
     let table = report::table(&header, &rows, quick);
     println!("\n{table}");
@@ -420,14 +553,408 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     drop(server);
     drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(!lost_any)
 }
 
-/// Runs one fan-out measurement `repeat` times.
+/// The `cluster` group: a throwaway PostgreSQL, a database prepared like the SQLite one, one
+/// PEMS simulator and two instances on it; draft saves, fan-out published on B and received on
+/// A, and the sync, each beside the single-instance SQLite figure (measured here when its own
+/// group did not run; such rows go to `single_rows`). Returns the rows and whether events were
+/// lost.
+#[allow(clippy::too_many_arguments)]
+async fn cluster(
+    args: &Args,
+    sizes: &Sizes,
+    repeat: usize,
+    ticks: u64,
+    bin: &Path,
+    dir: &Path,
+    server_args: &[String],
+    client: &reqwest::Client,
+    sqlite_api: &api::Api,
+    sqlite_server: &procs::Proc,
+    sqlite_sim: &procs::Proc,
+    sqlite_cookie: &str,
+    single: &mut SingleInstance,
+    single_rows: &mut Vec<Row>,
+) -> anyhow::Result<(Vec<Row>, bool)> {
+    let quick = args.quick;
+    let check = |met: bool| met || quick;
+    let mut rows = Vec::new();
+    let mut lost_any = false;
+    let ids = pfa_ids(SYNC_ORG, sizes.sync_records);
+
+    // The single-instance figures the cluster rows are compared with.
+    if single.drafts.is_none() {
+        eprintln!("draft save on SQLite, for the comparison …");
+        let drafts = measure_drafts(sqlite_api, sizes).await?;
+        single_rows.extend(draft_rows(&drafts, None, quick));
+        single.drafts = Some(drafts);
+    }
+    let subs = sizes.fanout[1];
+    let steady = Load::Steady {
+        rate: sizes.steady_rate,
+        secs: sizes.steady_secs,
+    };
+    let steady_name = format!(
+        "{subs} subs × {}/s × {} s",
+        sizes.steady_rate, sizes.steady_secs
+    );
+    if single.steady.is_none() {
+        eprintln!("{subs} subscribers on SQLite, for the comparison …");
+        let pool =
+            subscribers::Pool::connect(sqlite_server.addr, ORG, sqlite_cookie, subs, 256).await?;
+        let runs = measure(sqlite_api, &[sqlite_server], &pool, steady, repeat, ticks).await?;
+        pool.stop().await;
+        lost_any |= any_lost(&rows_lost(&runs));
+        single_rows.push(fanout_row(&steady_name, &runs, Some(4.0), None, quick));
+        single.steady = Some(runs);
+    }
+    if single.sync.is_none() {
+        eprintln!(
+            "sync of {} records on SQLite, for the comparison …",
+            ids.len()
+        );
+        let run = scenarios::sync_commit(
+            sqlite_api,
+            sqlite_server,
+            &sqlite_sim.base(),
+            SYNC_ORG,
+            sqlite_cookie,
+            &ids,
+            0,
+        )
+        .await?;
+        single_rows.push(
+            Row::new(
+                format!("sync {} records, PEMS 0 ms", thousands(run.records as f64)),
+                sync_text(&run),
+            )
+            .target("< 10 s", check(run.secs < 10.0)),
+        );
+        single.sync = Some(run);
+    }
+
+    eprintln!("two instances on a throwaway PostgreSQL …");
+    let postgres = tokio::task::spawn_blocking(ThrowawayPostgres::start)
+        .await?
+        .context("throwaway PostgreSQL (the cluster group needs Debian's postgresql package)")?;
+    let database_url = postgres.create_database("pfa_bench").await?;
+    let token = prepare_store(&database_url, sizes.sync_records).await?;
+    // A simulator of their own: PEMS keys records by organization and id, and the SQLite
+    // server's syncs have moved the same records on in its simulator.
+    let sim = procs::start_simulator(bin, dir, "pems-sim-cluster").await?;
+    let mut instances = Vec::new();
+    for name in ["server-a", "server-b"] {
+        instances.push(
+            procs::start_server(
+                bin,
+                dir,
+                name,
+                &database_url,
+                &sim.base(),
+                &args.site_root,
+                server_args,
+            )
+            .await?,
+        );
+    }
+    let (a, b) = (&instances[0], &instances[1]);
+    let api_a = api::Api::new(client.clone(), a.base(), token.clone());
+    let api_b = api::Api::new(client.clone(), b.base(), token);
+    let cookie = api_a.login(USER, PASSWORD).await?;
+
+    eprintln!("draft save on PostgreSQL …");
+    let drafts = measure_drafts(&api_a, sizes).await?;
+    rows.extend(draft_rows(&drafts, single.drafts.as_ref(), quick));
+
+    let pool = subscribers::Pool::connect(a.addr, ORG, &cookie, subs, 256).await?;
+    let alone = fanout_summary(single.steady.as_deref().unwrap_or_default(), "server");
+    // The same load published on A itself: what PostgreSQL costs without crossing instances.
+    eprintln!("{subs} subscribers on instance A, published on instance A …");
+    let runs = measure(&api_a, &[a, b], &pool, steady, repeat, ticks).await?;
+    lost_any |= any_lost(&rows_lost(&runs));
+    let same = fanout_summary(&runs, "servers A + B");
+    rows.push(Row::new(
+        format!("{steady_name}, published and received on instance A (PostgreSQL)"),
+        format!(
+            "{} · single-instance (SQLite, above) p99 {}: ratio {:.2}",
+            same.text,
+            ms(alone.p99_us),
+            same.p99_us as f64 / alone.p99_us.max(1) as f64
+        ),
+    ));
+    eprintln!("{subs} subscribers on instance A, published on instance B …");
+    let runs = measure(&api_b, &[a, b], &pool, steady, repeat, ticks).await?;
+    pool.stop().await;
+    lost_any |= any_lost(&rows_lost(&runs));
+    let cross = fanout_summary(&runs, "servers A + B");
+    let ratio = cross.p99_us as f64 / alone.p99_us.max(1) as f64;
+    rows.push(
+        Row::new(
+            format!("{steady_name}, published on instance B, received on instance A (PostgreSQL)"),
+            format!(
+                "{} · single-instance (SQLite, above) p99 {}: **ratio {ratio:.2}**",
+                cross.text,
+                ms(alone.p99_us)
+            ),
+        )
+        .target(
+            "p99 ≤ 2× single-instance, 0 lost",
+            check(ratio <= 2.0 && cross.lost == 0),
+        ),
+    );
+
+    eprintln!("sync of {} records on PostgreSQL …", ids.len());
+    let run = scenarios::sync_commit(&api_a, a, &sim.base(), SYNC_ORG, &cookie, &ids, 0).await?;
+    let sqlite_secs = single.sync.as_ref().map_or(0.0, |s| s.secs);
+    let ratio = run.secs / sqlite_secs.max(1e-6);
+    rows.push(
+        Row::new(
+            format!(
+                "sync {} records, PEMS 0 ms, PostgreSQL (2 instances, committed on A)",
+                thousands(run.records as f64)
+            ),
+            format!(
+                "{} · SQLite (above) {:.1} s: **ratio {ratio:.2}**",
+                sync_text(&run),
+                sqlite_secs
+            ),
+        )
+        .target("≤ 1.5× SQLite", check(ratio <= 1.5)),
+    );
+
+    drop(instances);
+    drop(sim);
+    tokio::task::spawn_blocking(move || drop(postgres)).await?;
+    Ok((rows, lost_any))
+}
+
+/// The result text of a sync row.
+fn sync_text(run: &SyncRun) -> String {
+    format!(
+        "**{:.1} s** ({} records/s, {} events/s, job {}; the commit answered after {:.2} s)",
+        run.secs,
+        thousands(run.records as f64 / run.secs),
+        thousands(run.events as f64 / run.secs),
+        run.status,
+        run.commit_secs
+    )
+}
+
+/// One row of the `burst` group: medians over the runs watched by the same number of
+/// subscribers; `last` carries the issue's targets (the largest number of watchers).
+fn burst_row(runs: &[WatchedSync], unwatched_secs: f64, last: bool, quick: bool) -> Row {
+    let first = &runs[0];
+    let secs = median(runs.iter().map(|w| w.secs));
+    let lag = median(runs.iter().map(|w| w.last_lag_secs));
+    let lag_max = runs.iter().map(|w| w.last_lag_secs).fold(0.0, f64::max);
+    let lost: u64 = runs.iter().map(|w| w.lost).sum();
+    let slow: u64 = runs.iter().map(|w| w.too_slow).sum();
+    let resyncs: u64 = runs.iter().map(|w| w.resyncs).sum();
+    let gaps: u64 = runs.iter().map(|w| w.gaps).sum();
+    let statuses: Vec<&str> = runs
+        .iter()
+        .map(|w| w.run.status.as_str())
+        .filter(|s| *s != "completed")
+        .collect();
+    let ratio = secs / unwatched_secs.max(1e-6);
+    let spread = if runs.len() > 1 {
+        let lo = runs.iter().map(|w| w.secs).fold(f64::MAX, f64::min);
+        let hi = runs.iter().map(|w| w.secs).fold(0.0, f64::max);
+        format!(" (runs {lo:.1}–{hi:.1} s)")
+    } else {
+        String::new()
+    };
+    let name = format!(
+        "sync {} records, PEMS 0 ms, watched by {} subscribers",
+        thousands(first.run.records as f64),
+        thousands(first.watchers as f64)
+    );
+    let mut result = format!("**{secs:.1} s**{spread}");
+    // CPU from the drafts' save to the last terminal event: what the watchers cost, and what
+    // of the 2 cores the load generator's reading took.
+    let cpu = format!(
+        " · CPU server {:.1} s, loadgen {:.1} s",
+        median(runs.iter().map(|w| w.server_cpu_secs)),
+        median(runs.iter().map(|w| w.loadgen_cpu_secs))
+    );
+    if first.watchers == 0 {
+        result.push_str(" (the measuring socket only)");
+        result.push_str(&cpu);
+    } else {
+        result.push_str(&format!(
+            " · **{ratio:.2}×** unwatched · last subscriber had the terminal event **{lag:.2} s** \
+             after the job's end (max {lag_max:.2} s) · lost {lost}"
+        ));
+        if slow > 0 {
+            result.push_str(&format!(" · {slow} closed 4008 and replayed"));
+        }
+        if resyncs > 0 {
+            result.push_str(&format!(" · {resyncs} RESYNC_REQUIRED"));
+        }
+        if gaps > 0 {
+            result.push_str(&format!(" · {gaps} coalesced progress seqs skipped"));
+        }
+        result.push_str(&cpu);
+    }
+    if !statuses.is_empty() {
+        result.push_str(&format!(" · job {}", statuses.join(", ")));
+    }
+    let row = Row::new(name, result);
+    if first.watchers == 0 {
+        row
+    } else if last {
+        row.target(
+            "≤ 1.5× unwatched, last terminal event ≤ 1 s after the end, 0 lost",
+            (ratio <= 1.5 && lag_max <= 1.0 && lost == 0) || (quick && lost == 0),
+        )
+    } else {
+        row.target("0 lost", lost == 0)
+    }
+}
+
+struct Drafts {
+    one: DraftSave,
+    many: DraftSave,
+}
+
+async fn measure_drafts(api: &api::Api, sizes: &Sizes) -> anyhow::Result<Drafts> {
+    let ids = pfa_ids(ORG, 2000);
+    Ok(Drafts {
+        one: scenarios::draft_save(api, ORG, &ids, 1, sizes.single_saves).await?,
+        many: scenarios::draft_save(api, ORG, &ids, sizes.batch, sizes.batch_saves).await?,
+    })
+}
+
+/// The two draft-save rows; `beside` (SQLite's) makes them the PostgreSQL rows.
+fn draft_rows(drafts: &Drafts, beside: Option<&Drafts>, quick: bool) -> [Row; 2] {
+    let store = if beside.is_some() {
+        ", PostgreSQL (instance A of 2)"
+    } else {
+        ""
+    };
+    let sqlite = |d: Option<&DraftSave>, digits: usize| {
+        d.map(|d| {
+            format!(
+                " · SQLite (above) p50 {:.digits$} ms · p99 {:.digits$} ms",
+                d.p50_ms, d.p99_ms
+            )
+        })
+        .unwrap_or_default()
+    };
+    let (one, many) = (&drafts.one, &drafts.many);
+    [
+        Row::new(
+            format!("draft save, 1 record{store}"),
+            format!(
+                "p50 {:.2} ms · p99 {:.2} ms ({} saves){}",
+                one.p50_ms,
+                one.p99_ms,
+                one.saves,
+                sqlite(beside.map(|b| &b.one), 2)
+            ),
+        )
+        .target("p99 < 5 ms", one.p99_ms < 5.0 || quick),
+        Row::new(
+            format!("draft save, {} records{store}", many.records),
+            format!(
+                "p50 {:.1} ms · p99 {:.1} ms ({} saves){}",
+                many.p50_ms,
+                many.p99_ms,
+                many.saves,
+                sqlite(beside.map(|b| &b.many), 1)
+            ),
+        )
+        .target("p99 < 100 ms", many.p99_ms < 100.0 || quick),
+    ]
+}
+
+/// Another build's server (`--baseline-bin`) with its own SQLite database and simulator. The
+/// database is prepared through that binary's own commands: its schema may differ from this
+/// build's, and the fan-out rows need no records, only the bench user and its token.
+struct Baseline {
+    server: procs::Proc,
+    _sim: procs::Proc,
+    api: api::Api,
+    cookie: String,
+}
+
+impl Baseline {
+    async fn start(
+        bin: &Path,
+        dir: &Path,
+        site_root: &Path,
+        server_args: &[String],
+        client: reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let database_url = format!("sqlite://{}", dir.join("baseline.db").display());
+        let member = format!("{ORG}:admin");
+        procs::run_command(
+            bin,
+            &[
+                "user",
+                "add",
+                USER,
+                "--password",
+                PASSWORD,
+                "--member",
+                &member,
+                "--database-url",
+                &database_url,
+            ],
+        )
+        .await?;
+        let token = procs::run_command(
+            bin,
+            &[
+                "token",
+                "create",
+                "--user",
+                USER,
+                "--scope",
+                "publish",
+                "--database-url",
+                &database_url,
+            ],
+        )
+        .await?
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+        let sim = procs::start_simulator(bin, dir, "baseline-pems-sim").await?;
+        let server = procs::start_server(
+            bin,
+            dir,
+            "baseline-server",
+            &database_url,
+            &sim.base(),
+            site_root,
+            server_args,
+        )
+        .await?;
+        let api = api::Api::new(client, server.base(), token);
+        let cookie = api.login(USER, PASSWORD).await?;
+        Ok(Self {
+            server,
+            _sim: sim,
+            api,
+            cookie,
+        })
+    }
+}
+
+/// Runs one fan-out measurement `repeat` times: published through `api`, received by `pool`,
+/// server CPU summed over `servers`.
 async fn measure(
     api: &api::Api,
-    server: &procs::Proc,
+    servers: &[&procs::Proc],
     pool: &subscribers::Pool,
     load: Load,
     repeat: usize,
@@ -435,7 +962,7 @@ async fn measure(
 ) -> anyhow::Result<Vec<Fanout>> {
     let mut runs = Vec::with_capacity(repeat);
     for _ in 0..repeat {
-        runs.push(scenarios::fanout(api, server, pool, ORG, load, ticks).await?);
+        runs.push(scenarios::fanout(api, servers, pool, ORG, load, ticks).await?);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(runs)

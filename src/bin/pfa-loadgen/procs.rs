@@ -59,14 +59,14 @@ async fn wait_healthy(url: &str, child: &mut Child) -> anyhow::Result<()> {
     bail!("{url} did not answer within 60 s")
 }
 
-/// Starts `pfa-sync pems-sim` on a free port.
-pub async fn start_simulator(bin: &Path, dir: &Path) -> anyhow::Result<Proc> {
+/// Starts `pfa-sync pems-sim` on a free port; its output goes to `<name>.log`/`.err` in `dir`.
+pub async fn start_simulator(bin: &Path, dir: &Path, name: &str) -> anyhow::Result<Proc> {
     let addr = free_addr()?;
     let mut child = Command::new(bin)
         .args(["pems-sim", "--addr", &addr.to_string()])
         .env("RUST_LOG", "warn")
-        .stdout(log_file(dir, "pems-sim.log")?)
-        .stderr(log_file(dir, "pems-sim.err")?)
+        .stdout(log_file(dir, &format!("{name}.log"))?)
+        .stderr(log_file(dir, &format!("{name}.err"))?)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     wait_healthy(&format!("http://{addr}/api/pems/health"), &mut child).await?;
@@ -74,9 +74,11 @@ pub async fn start_simulator(bin: &Path, dir: &Path) -> anyhow::Result<Proc> {
 }
 
 /// Starts `pfa-sync serve` against `database_url` and the simulator; `extra` are more flags.
+/// Its output goes to `<name>.log`/`.err` in `dir`.
 pub async fn start_server(
     bin: &Path,
     dir: &Path,
+    name: &str,
     database_url: &str,
     pems_url: &str,
     site_root: &Path,
@@ -93,12 +95,34 @@ pub async fn start_server(
         .arg(site_root)
         .args(extra)
         .env("RUST_LOG", "warn")
-        .stdout(log_file(dir, "server.log")?)
-        .stderr(log_file(dir, "server.err")?)
+        .stdout(log_file(dir, &format!("{name}.log"))?)
+        .stderr(log_file(dir, &format!("{name}.err"))?)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     wait_healthy(&format!("http://{addr}/health"), &mut child).await?;
     Ok(Proc { child, addr })
+}
+
+/// Runs a short `pfa-sync` subcommand (e.g. `user add`) to its end; returns its standard
+/// output, trimmed.
+pub async fn run_command(bin: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} {} exited with {}: {}",
+            bin.display(),
+            args.first().copied().unwrap_or_default(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The `pfa-sync` binary next to this one (both are built into the same target folder).

@@ -25,6 +25,8 @@ pub enum Load {
 #[derive(Debug, Clone, Default)]
 pub struct Fanout {
     pub latency: Summary,
+    /// Round trips of the publish requests.
+    pub publish: Summary,
     pub deliveries_per_sec: f64,
     pub server_cpu_ms_per_1k: f64,
     pub loadgen_cpu_ms_per_1k: f64,
@@ -33,20 +35,21 @@ pub struct Fanout {
     pub too_slow: u64,
 }
 
-/// Publishes `load` to the pool's org and measures what the pool receives.
+/// Publishes `load` to the pool's org through `api` and measures what the pool receives. The
+/// pool may be connected to another instance than the one `api` publishes to: the latency is
+/// still publish-to-receive on this process's clock. Server CPU is the sum over `servers`.
 pub async fn fanout(
     api: &Api,
-    server: &Proc,
+    servers: &[&Proc],
     pool: &Pool,
     org: &str,
     load: Load,
     ticks: u64,
 ) -> anyhow::Result<Fanout> {
     pool.reset(true);
-    let (server_cpu0, own_cpu0) = (
-        cpu_time(server.pid(), ticks),
-        cpu_time(std::process::id(), ticks),
-    );
+    api.publishes.reset();
+    let servers_cpu = || -> Duration { servers.iter().map(|s| cpu_time(s.pid(), ticks)).sum() };
+    let (server_cpu0, own_cpu0) = (servers_cpu(), cpu_time(std::process::id(), ticks));
     let started_us = now_us();
     let (events, head) = match load {
         Load::Steady { rate, secs } => {
@@ -59,7 +62,7 @@ pub async fn fanout(
         ),
     };
     let complete = pool.wait_all_at(head, Duration::from_secs(120)).await;
-    let server_cpu = cpu_time(server.pid(), ticks) - server_cpu0;
+    let server_cpu = servers_cpu().saturating_sub(server_cpu0);
     let own_cpu = cpu_time(std::process::id(), ticks) - own_cpu0;
     let s = &pool.shared;
     let deliveries = pool.received();
@@ -76,6 +79,7 @@ pub async fn fanout(
     }
     Ok(Fanout {
         latency: s.hist.summary(),
+        publish: api.publishes.summary(),
         deliveries_per_sec: deliveries as f64 / (span_us as f64 / 1e6),
         server_cpu_ms_per_1k: per_1k(server_cpu),
         loadgen_cpu_ms_per_1k: per_1k(own_cpu),
@@ -220,6 +224,16 @@ pub struct SyncRun {
     pub secs: f64,
     pub events: u64,
     pub status: String,
+    pub job: String,
+    /// From the commit request to its answer (the job is created then, and may have started).
+    pub commit_secs: f64,
+    /// Records the job wrote (`data.synced` of its terminal event).
+    pub synced: u64,
+    /// When the commit was sent (wall clock and `now_us`) and the terminal event arrived
+    /// (`now_us`).
+    pub committed_at: chrono::DateTime<chrono::Utc>,
+    pub committed_us: u64,
+    pub ended_us: u64,
 }
 
 /// Saves `pfa_ids` as drafts, commits them and follows the job on the socket until its
@@ -242,10 +256,12 @@ pub async fn sync_commit(
     request.headers_mut().insert("cookie", cookie.parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
     let started = Instant::now();
+    let (committed_at, committed_us) = (chrono::Utc::now(), now_us());
     let job = api.commit(org).await?;
+    let commit_secs = started.elapsed().as_secs_f64();
     let job_key = format!(r#""jobId":"{job}""#);
     let mut events = 0u64;
-    let status = loop {
+    let (status, synced) = loop {
         let message = tokio::time::timeout(Duration::from_secs(600), ws.next())
             .await
             .context("no sync event for 600 s")?
@@ -262,10 +278,12 @@ pub async fn sync_commit(
             && !text.contains(r#""pfaId""#);
         if terminal {
             let v: serde_json::Value = serde_json::from_str(&text)?;
-            break v["data"]["jobStatus"].as_str().unwrap_or("?").to_owned();
+            let status = v["data"]["jobStatus"].as_str().unwrap_or("?").to_owned();
+            break (status, v["data"]["synced"].as_u64().unwrap_or(0));
         }
     };
     let secs = started.elapsed().as_secs_f64();
+    let ended_us = now_us();
     let _ = ws.close(None).await;
     api.pems_latency(pems, 0).await?;
     Ok(SyncRun {
@@ -273,7 +291,119 @@ pub async fn sync_commit(
         secs,
         events,
         status,
+        job,
+        commit_secs,
+        synced,
+        committed_at,
+        committed_us,
+        ended_us,
     })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WatchedSync {
+    pub watchers: usize,
+    pub run: SyncRun,
+    /// From the commit request to the job's end: its `completedAt` (the server writes it with
+    /// the terminal status, just before the terminal event) as the jobs API reports it.
+    pub secs: f64,
+    /// From the job's end to the moment the last subscriber of the pool had the terminal event.
+    pub last_lag_secs: f64,
+    /// Events of the job that subscribers of the pool did not get: per subscriber, the
+    /// record-level `SYNC_SUCCESS` events short of the job's `synced`, plus the terminal event
+    /// if it never came.
+    pub lost: u64,
+    /// Subscribers closed with 4008 (too slow) that caught up with `since`.
+    pub too_slow: u64,
+    pub resyncs: u64,
+    /// Seqs skipped between two received events: the server coalesces a slow socket's queued
+    /// `SYNC_PROGRESS`, which is not a loss (losses are counted from the job's own events).
+    pub gaps: u64,
+    /// CPU seconds of the server and of the load generator from the drafts' save to the last
+    /// subscriber's terminal event.
+    pub server_cpu_secs: f64,
+    pub loadgen_cpu_secs: f64,
+}
+
+/// A sync (`sync_commit`) while `pool` (when given) watches the same organization: how long the
+/// job takes, when the last subscriber had its terminal event, and what subscribers missed.
+#[allow(clippy::too_many_arguments)]
+pub async fn watched_sync(
+    api: &Api,
+    server: &Proc,
+    pems: &str,
+    org: &str,
+    cookie: &str,
+    pfa_ids: &[String],
+    pems_latency_ms: u64,
+    pool: Option<&Pool>,
+    ticks: u64,
+) -> anyhow::Result<WatchedSync> {
+    if let Some(pool) = pool {
+        pool.watch_jobs();
+    }
+    let (server_cpu0, own_cpu0) = (
+        cpu_time(server.pid(), ticks),
+        cpu_time(std::process::id(), ticks),
+    );
+    let run = sync_commit(api, server, pems, org, cookie, pfa_ids, pems_latency_ms).await?;
+    if let Some(pool) = pool {
+        // The terminal event is the job's last (its status change is written after every
+        // record event), so a subscriber that has it has had all it will get.
+        pool.wait_all_ended(Duration::from_secs(300)).await;
+        pool.shared.watch_jobs.store(false, Ordering::Relaxed);
+    }
+    let server_cpu = cpu_time(server.pid(), ticks).saturating_sub(server_cpu0);
+    let own_cpu = cpu_time(std::process::id(), ticks).saturating_sub(own_cpu0);
+    // The job's end on this process's clock (`now_us`): its completedAt, else (no such field)
+    // the measuring socket's terminal event.
+    let ended_us = match api.job_completed_at(org, &run.job).await? {
+        Some(at) => {
+            let after_commit = (at - run.committed_at).num_microseconds().unwrap_or(0);
+            run.committed_us.saturating_add_signed(after_commit)
+        }
+        None => run.ended_us,
+    };
+    let mut watched = WatchedSync {
+        secs: ended_us.saturating_sub(run.committed_us) as f64 / 1e6,
+        server_cpu_secs: server_cpu.as_secs_f64(),
+        loadgen_cpu_secs: own_cpu.as_secs_f64(),
+        ..WatchedSync::default()
+    };
+    if let Some(pool) = pool {
+        let s = &pool.shared;
+        let last_end = s
+            .slots
+            .iter()
+            .map(|slot| slot.job_end_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let lost = s
+            .slots
+            .iter()
+            .map(|slot| {
+                let records = slot.job_records.load(Ordering::Relaxed);
+                let ended = slot.job_end_us.load(Ordering::Relaxed) > 0;
+                run.synced.saturating_sub(records) + u64::from(!ended)
+            })
+            .sum::<u64>();
+        if lost > 0 {
+            eprintln!(
+                "  lost {lost} of {} job events",
+                (run.synced + 1) * pool.len() as u64
+            );
+        }
+        watched = WatchedSync {
+            watchers: pool.len(),
+            last_lag_secs: last_end.saturating_sub(ended_us) as f64 / 1e6,
+            lost,
+            too_slow: s.too_slow.load(Ordering::Relaxed),
+            resyncs: s.resyncs.load(Ordering::Relaxed),
+            gaps: s.gaps.load(Ordering::Relaxed),
+            ..watched
+        };
+    }
+    Ok(WatchedSync { run, ..watched })
 }
 
 /// Bytes of one file of the bundle: on disk, and as the server sends it compressed.

@@ -4,7 +4,9 @@
 //! follows the pool's commands: stay live, cut the link, reconnect with `since`, stop.
 //!
 //! Frames are read with tokio-tungstenite (which fills its read buffer in bulk) and looked at
-//! without a JSON parse: only `seq` and `t` are needed.
+//! without a JSON parse: only `seq` and `t` are needed. While a sync job is watched
+//! ([`Pool::watch_jobs`]), each subscriber also counts the record-level `SYNC_SUCCESS` events it
+//! got and notes when the job-level terminal event arrived.
 
 use crate::histogram::Histogram;
 use futures::StreamExt;
@@ -48,6 +50,10 @@ pub enum Ctl {
 pub struct Slot {
     pub last_seq: AtomicU64,
     pub received: AtomicU64,
+    /// Record-level `SYNC_SUCCESS` events received while jobs are watched.
+    pub job_records: AtomicU64,
+    /// When (`now_us`) a job-level terminal event arrived while jobs are watched; 0 = not yet.
+    pub job_end_us: AtomicU64,
 }
 
 pub struct Shared {
@@ -56,6 +62,8 @@ pub struct Shared {
     cookie: String,
     pub hist: Histogram,
     pub record_latency: AtomicBool,
+    /// Count sync events per slot (`Slot::job_records`, `Slot::job_end_us`).
+    pub watch_jobs: AtomicBool,
     pub slots: Vec<Slot>,
     pub connected: AtomicUsize,
     /// Events missing between two received seqs.
@@ -92,6 +100,7 @@ impl Pool {
             cookie: cookie.to_owned(),
             hist: Histogram::new(),
             record_latency: AtomicBool::new(false),
+            watch_jobs: AtomicBool::new(false),
             slots: (0..n).map(|_| Slot::default()).collect(),
             connected: AtomicUsize::new(0),
             gaps: AtomicU64::new(0),
@@ -156,12 +165,44 @@ impl Pool {
         s.hist.reset();
         for slot in &s.slots {
             slot.received.store(0, Ordering::Relaxed);
+            slot.job_records.store(0, Ordering::Relaxed);
+            slot.job_end_us.store(0, Ordering::Relaxed);
         }
         for c in [&s.gaps, &s.duplicates, &s.too_slow, &s.resyncs, &s.failures] {
             c.store(0, Ordering::Relaxed);
         }
         s.last_delivery_us.store(0, Ordering::Relaxed);
         s.record_latency.store(record_latency, Ordering::Relaxed);
+        s.watch_jobs.store(false, Ordering::Relaxed);
+    }
+
+    /// Zeroes the counters and counts sync events from now on: the record-level
+    /// `SYNC_SUCCESS` events each subscriber gets and when its job-level terminal event comes.
+    /// Every sync event of the organization counts, so only one job may run meanwhile.
+    pub fn watch_jobs(&self) {
+        self.reset(false);
+        self.shared.watch_jobs.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until every subscriber has had a job-level terminal event; false on timeout.
+    pub async fn wait_all_ended(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let waiting = self
+                .shared
+                .slots
+                .iter()
+                .filter(|s| s.job_end_us.load(Ordering::Relaxed) == 0)
+                .count();
+            if waiting == 0 {
+                return true;
+            }
+            if Instant::now() > deadline {
+                eprintln!("  {waiting} subscribers never got the job's terminal event");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     pub fn received(&self) -> u64 {
@@ -374,6 +415,19 @@ fn delivered(shared: &Shared, slot: &Slot, text: &str) {
     slot.last_seq.store(seq, Ordering::Relaxed);
     slot.received.fetch_add(1, Ordering::Relaxed);
     let now = now_us();
+    if shared.watch_jobs.load(Ordering::Relaxed) {
+        match sync_event(text) {
+            SyncEvent::RecordSynced => {
+                slot.job_records.fetch_add(1, Ordering::Relaxed);
+            }
+            SyncEvent::JobEnded => {
+                let _ =
+                    slot.job_end_us
+                        .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            SyncEvent::Other => {}
+        }
+    }
     if shared.record_latency.load(Ordering::Relaxed) {
         if let Some(sent) = number_after(text, r#""t":"#) {
             shared.hist.record(now.saturating_sub(sent));
@@ -382,9 +436,47 @@ fn delivered(shared: &Shared, slot: &Slot, text: &str) {
     shared.last_delivery_us.fetch_max(now, Ordering::Relaxed);
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum SyncEvent {
+    RecordSynced,
+    JobEnded,
+    Other,
+}
+
+/// What a sync event frame reports: record-level events carry `pfaId`, job-level ones never do
+/// (docs/protocol.md); a job ends with `SYNC_SUCCESS` or `SYNC_FAILED` without one.
+fn sync_event(text: &str) -> SyncEvent {
+    let success = text.starts_with(r#"{"type":"SYNC_SUCCESS""#);
+    let failed = text.starts_with(r#"{"type":"SYNC_FAILED""#);
+    if !success && !failed {
+        return SyncEvent::Other;
+    }
+    match (text.contains(r#""pfaId""#), success) {
+        (true, true) => SyncEvent::RecordSynced,
+        (true, false) => SyncEvent::Other,
+        (false, _) => SyncEvent::JobEnded,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::number_after;
+    use super::{number_after, sync_event, SyncEvent};
+
+    #[test]
+    fn sync_events_are_told_apart_by_type_and_pfa_id() {
+        let record =
+            r#"{"type":"SYNC_SUCCESS","jobId":"j","pfaId":"PFA-1","data":{"version":2},"seq":7}"#;
+        let end = r#"{"type":"SYNC_SUCCESS","jobId":"j","data":{"jobStatus":"completed"},"seq":8}"#;
+        let failed_end =
+            r#"{"type":"SYNC_FAILED","jobId":"j","data":{"jobStatus":"cancelled"},"seq":9}"#;
+        let record_failed = r#"{"type":"SYNC_FAILED","jobId":"j","pfaId":"PFA-1","seq":10}"#;
+        let progress = r#"{"type":"SYNC_PROGRESS","jobId":"j","progress":50,"seq":11}"#;
+        assert_eq!(sync_event(record), SyncEvent::RecordSynced);
+        assert_eq!(sync_event(end), SyncEvent::JobEnded);
+        assert_eq!(sync_event(failed_end), SyncEvent::JobEnded);
+        assert_eq!(sync_event(record_failed), SyncEvent::Other);
+        assert_eq!(sync_event(progress), SyncEvent::Other);
+    }
 
     #[test]
     fn numbers_are_read_after_their_key() {
