@@ -244,26 +244,38 @@ impl Store {
         }))
     }
 
-    /// Deletes what retention no longer keeps (the head stays); returns the rows removed.
+    /// Deletes what retention no longer keeps (the head stays); returns the rows removed. Two
+    /// statements, each along an index (by seq, by age), in a transaction of its own.
     pub async fn prune_events(
         &self,
         org: &str,
         retention: Retention,
         now_ms: i64,
     ) -> anyhow::Result<u64> {
-        let done = on_pool!(self.db(), pool, pg => {
-            sqlx::query(
-                "DELETE FROM events WHERE org_id = $1 AND (created_at < $2
-                     OR seq <= COALESCE((SELECT head FROM event_heads WHERE org_id = $1), 0) - $3)",
-            )
-            .bind(org)
-            .bind(now_ms - retention.max_age_ms)
-            .bind(retention.max_events as i64)
-            .execute(pool)
-            .await?
-            .rows_affected()
+        let mut tx = self.begin().await?;
+        let removed = on_tx!(&mut tx, t, pg => {
+            let head: Option<i64> =
+                sqlx::query_scalar("SELECT head FROM event_heads WHERE org_id = $1")
+                    .bind(org)
+                    .fetch_optional(&mut **t)
+                    .await?;
+            let floor = head.unwrap_or(0) - retention.max_events as i64;
+            let by_count = sqlx::query("DELETE FROM events WHERE org_id = $1 AND seq <= $2")
+                .bind(org)
+                .bind(floor)
+                .execute(&mut **t)
+                .await?
+                .rows_affected();
+            let by_age = sqlx::query("DELETE FROM events WHERE created_at < $1 AND org_id = $2")
+                .bind(now_ms - retention.max_age_ms)
+                .bind(org)
+                .execute(&mut **t)
+                .await?
+                .rows_affected();
+            by_count + by_age
         });
-        Ok(done)
+        tx.commit().await?;
+        Ok(removed)
     }
 }
 

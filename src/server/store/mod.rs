@@ -19,7 +19,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     PgPool, Postgres, Sqlite, SqlitePool, Transaction,
 };
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -29,6 +29,10 @@ pub struct Store {
     instance: std::sync::Arc<str>,
     /// The SQLite file (None for PostgreSQL and in-memory SQLite).
     file: Option<std::path::PathBuf>,
+    /// SQLite: whose turn it is to write. One writer at a time is all SQLite allows; waiting
+    /// here, in line, is cheaper and fairer than SQLite's busy handler, which sleeps up to
+    /// 100 ms between tries while another transaction holds the lock.
+    turns: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Held while a server serves a SQLite file: a second server on the same file cannot get it.
@@ -45,7 +49,13 @@ pub(crate) enum Db {
 }
 
 /// An open transaction on either backend; dropped without [`Tx::commit`], it rolls back.
-pub(crate) enum Tx<'c> {
+pub(crate) struct Tx<'c> {
+    inner: TxInner<'c>,
+    /// On SQLite, this process's turn to write (see [`Store::begin`]).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+pub(crate) enum TxInner<'c> {
     Sqlite(Transaction<'c, Sqlite>),
     Postgres(Transaction<'c, Postgres>),
 }
@@ -80,13 +90,13 @@ macro_rules! on_pool {
 /// transaction (`&mut **t` executes on it).
 macro_rules! on_tx {
     ($tx:expr, $t:ident, $pg:ident => $body:expr) => {
-        match $tx {
-            $crate::server::store::Tx::Sqlite($t) => {
+        match &mut ($tx).inner {
+            $crate::server::store::TxInner::Sqlite($t) => {
                 #[allow(unused_variables)]
                 let $pg = false;
                 $body
             }
-            $crate::server::store::Tx::Postgres($t) => {
+            $crate::server::store::TxInner::Postgres($t) => {
                 #[allow(unused_variables)]
                 let $pg = true;
                 $body
@@ -107,7 +117,10 @@ pub(crate) fn dialect<'a>(pg: bool, sqlite: &'a str, postgres: &'a str) -> &'a s
 
 impl Tx<'_> {
     pub async fn commit(self) -> anyhow::Result<()> {
-        on_tx!(self, t, pg => t.commit().await.context("commit")?);
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await.context("commit")?,
+            TxInner::Postgres(t) => t.commit().await.context("commit")?,
+        }
         Ok(())
     }
 }
@@ -187,6 +200,7 @@ impl Store {
 
     fn with(db: Db) -> Self {
         Self {
+            turns: matches!(db, Db::Sqlite(_)).then(Arc::default),
             db,
             instance: sync::new_id("instance").into(),
             file: None,
@@ -259,16 +273,22 @@ impl Store {
         &self.db
     }
 
-    /// Begins a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
-    /// every transaction of the store writes, and one that read first and then had to wait
-    /// for the lock would fail (its snapshot is older than the file).
+    /// Begins a transaction. On SQLite it waits for this process's turn to write, then takes
+    /// the write lock at once (`BEGIN IMMEDIATE`): every transaction of the store writes, and
+    /// one that read first and then had to wait for the lock would fail (its snapshot is older
+    /// than the file).
     pub(crate) async fn begin(&self) -> anyhow::Result<Tx<'static>> {
-        Ok(match &self.db {
+        let turn = match &self.turns {
+            Some(turns) => Some(turns.clone().lock_owned().await),
+            None => None,
+        };
+        let inner = match &self.db {
             Db::Sqlite(pool) => {
-                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.context("begin")?)
+                TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.context("begin")?)
             }
-            Db::Postgres(pool) => Tx::Postgres(pool.begin().await.context("begin")?),
-        })
+            Db::Postgres(pool) => TxInner::Postgres(pool.begin().await.context("begin")?),
+        };
+        Ok(Tx { inner, _turn: turn })
     }
 }
 

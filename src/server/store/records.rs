@@ -150,13 +150,24 @@ pub(crate) fn json_rows(pg: bool, n: u8) -> String {
     }
 }
 
-/// The SQL that reads the strings or numbers of a JSON array bound as `$n` (each as `value`,
-/// text on PostgreSQL).
-pub(crate) fn json_values(pg: bool, n: u8) -> String {
+/// The condition "`column` is one of the strings of the JSON array bound as `$n`". PostgreSQL
+/// reads the array once into an array value (`= ANY(ARRAY(...))`): written as an `IN`
+/// subquery, its planner, misjudging the array's size on a freshly filled table, joined it with
+/// a scan of the whole table (12.6 s to delete 10,000 drafts instead of 22 ms).
+pub(crate) fn in_json(pg: bool, column: &str, n: u8) -> String {
     if pg {
-        format!("(SELECT value FROM jsonb_array_elements_text(${n}::jsonb))")
+        format!("{column} = ANY(ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb)))")
     } else {
-        format!("(SELECT value FROM json_each(${n}))")
+        format!("{column} IN (SELECT value FROM json_each(${n}))")
+    }
+}
+
+/// [`in_json`] for a JSON array of integers (row ids).
+pub(crate) fn in_json_ids(pg: bool, column: &str, n: u8) -> String {
+    if pg {
+        format!("{column} = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text(${n}::jsonb)))")
+    } else {
+        format!("{column} IN (SELECT value FROM json_each(${n}))")
     }
 }
 
@@ -326,8 +337,8 @@ impl Store {
                             .await?;
                     }
                     sqlx::query_scalar(&format!(
-                        "SELECT pfa_id FROM pfa_records WHERE org_id = $1 AND pfa_id IN {}",
-                        json_values(pg, 2)
+                        "SELECT pfa_id FROM pfa_records WHERE org_id = $1 AND {}",
+                        in_json(pg, "pfa_id", 2)
                     ))
                     .bind(org)
                     .bind(serde_json::to_string(&ids)?)
@@ -376,8 +387,8 @@ impl Store {
         let ids = serde_json::to_string(pfa_ids).context("serialize ids")?;
         let rows: Vec<(String, String)> = on_pool!(self.db(), pool, pg => {
             sqlx::query_as(&format!(
-                "SELECT pfa_id, data FROM pfa_records WHERE org_id = $1 AND pfa_id IN {}",
-                json_values(pg, 2)
+                "SELECT pfa_id, data FROM pfa_records WHERE org_id = $1 AND {}",
+                in_json(pg, "pfa_id", 2)
             ))
             .bind(org)
             .bind(ids)
@@ -536,8 +547,8 @@ impl Store {
                     .await?
                     .rows_affected(),
                 Some(ids) => sqlx::query(&format!(
-                    "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND pfa_id IN {}",
-                    json_values(pg, 3)
+                    "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND {}",
+                    in_json(pg, "pfa_id", 3)
                 ))
                 .bind(org)
                 .bind(user_id)

@@ -3,7 +3,7 @@
 use super::{
     conflicts::AuditEntry,
     on_pool, on_tx,
-    records::{json_rows, json_values},
+    records::{in_json, json_rows},
     Store, Tx,
 };
 use crate::domain::sync::{ItemStatus, JobStatus};
@@ -323,8 +323,8 @@ impl Store {
             .await?;
         on_tx!(&mut tx, t, pg => {
             sqlx::query(&format!(
-                "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND pfa_id IN {}",
-                json_values(pg, 3)
+                "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND {}",
+                in_json(pg, "pfa_id", 3)
             ))
             .bind(org)
             .bind(user_id)
@@ -440,7 +440,7 @@ fn recount_jobs(pg: bool) -> String {
              synced = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'synced'),
              conflicts = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'conflict'),
              failed = (SELECT COUNT(*) FROM sync_queue WHERE job_id = sync_jobs.id AND status = 'failed')
-         WHERE id IN {}",
-        json_values(pg, 1)
+         WHERE {}",
+        in_json(pg, "id", 1)
     )
 }

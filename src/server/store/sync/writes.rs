@@ -16,7 +16,7 @@ use super::{
         conflicts::{AuditEntry, NewConflict},
         events::Committed,
         on_tx,
-        records::{json_rows, json_values, NewDraft, RecordRow},
+        records::{in_json, in_json_ids, json_rows, NewDraft, RecordRow},
         Store,
     },
     now, recount_jobs,
@@ -183,8 +183,8 @@ impl Store {
                          started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $2) ELSE started_at END,
                          completed_at = CASE WHEN $1 IN ('completed', 'completed_with_conflicts', 'failed')
                                         THEN $2 ELSE NULL END
-                     WHERE id = $3 AND status IN {}",
-                    json_values(pg, 4)
+                     WHERE id = $3 AND {}",
+                    in_json(pg, "status", 4)
                 ))
                 .bind(change.to.as_str())
                 .bind(&now)
@@ -218,11 +218,9 @@ impl Store {
             let ids: Vec<i64> = expected.iter().map(|(id, _)| *id).collect();
             let rows: Vec<(i64, String)> = on_tx!(&mut tx, t, pg => {
                 let lock = if pg { " FOR UPDATE" } else { "" };
-                let cast = if pg { "::bigint" } else { "" };
                 sqlx::query_as(&format!(
-                    "SELECT id, status FROM sync_queue WHERE id IN
-                         (SELECT value{cast} FROM {}){lock}",
-                    if pg { "jsonb_array_elements_text($1::jsonb)".to_owned() } else { "json_each($1)".to_owned() }
+                    "SELECT id, status FROM sync_queue WHERE {}{lock}",
+                    in_json_ids(pg, "id", 1)
                 ))
                 .bind(json!(ids).to_string())
                 .fetch_all(&mut **t)
@@ -304,18 +302,11 @@ impl Store {
                 .execute(&mut **t)
                 .await?;
             }
-            let ids = |n: u8| {
-                if pg {
-                    format!("(SELECT value::bigint FROM jsonb_array_elements_text(${n}::jsonb))")
-                } else {
-                    format!("(SELECT value FROM json_each(${n}))")
-                }
-            };
             if !started.is_empty() {
                 sqlx::query(&format!(
                     "UPDATE sync_queue SET status = 'in_flight', attempts = attempts + 1, updated_at = $1
-                     WHERE id IN {}",
-                    ids(2)
+                     WHERE {}",
+                    in_json_ids(pg, "id", 2)
                 ))
                 .bind(&now)
                 .bind(&started_json)
@@ -325,8 +316,8 @@ impl Store {
             if !unstarted.is_empty() {
                 sqlx::query(&format!(
                     "UPDATE sync_queue SET status = 'pending', attempts = attempts - 1, updated_at = $1
-                     WHERE status = 'in_flight' AND id IN {}",
-                    ids(2)
+                     WHERE status = 'in_flight' AND {}",
+                    in_json_ids(pg, "id", 2)
                 ))
                 .bind(&now)
                 .bind(json!(unstarted).to_string())
@@ -336,8 +327,8 @@ impl Store {
             if !cancel_open.is_empty() {
                 sqlx::query(&format!(
                     "UPDATE sync_queue SET status = 'cancelled', updated_at = $1
-                     WHERE status IN ('pending', 'in_flight') AND job_id IN {}",
-                    json_values(pg, 2)
+                     WHERE status IN ('pending', 'in_flight') AND {}",
+                    in_json(pg, "job_id", 2)
                 ))
                 .bind(&now)
                 .bind(json!(cancel_open).to_string())
@@ -345,8 +336,8 @@ impl Store {
                 .await?;
                 sqlx::query(&format!(
                     "UPDATE sync_jobs SET completed_at = $1
-                     WHERE status = 'cancelled' AND completed_at IS NULL AND id IN {}",
-                    json_values(pg, 2)
+                     WHERE status = 'cancelled' AND completed_at IS NULL AND {}",
+                    in_json(pg, "id", 2)
                 ))
                 .bind(&now)
                 .bind(json!(cancel_open).to_string())
@@ -356,8 +347,8 @@ impl Store {
             if !requeue_failed.is_empty() {
                 sqlx::query(&format!(
                     "UPDATE sync_queue SET status = 'pending', next_attempt_at = 0, attempts = 0, updated_at = $1
-                     WHERE status = 'failed' AND job_id IN {}",
-                    json_values(pg, 2)
+                     WHERE status = 'failed' AND {}",
+                    in_json(pg, "job_id", 2)
                 ))
                 .bind(&now)
                 .bind(json!(requeue_failed).to_string())
@@ -369,8 +360,8 @@ impl Store {
                 sqlx::query(&format!(
                     "UPDATE sync_jobs SET retries = retries
                          + (SELECT COUNT(*) FROM {each} AS r WHERE r.value = sync_jobs.id)
-                     WHERE id IN {}",
-                    json_values(pg, 1)
+                     WHERE {}",
+                    in_json(pg, "id", 1)
                 ))
                 .bind(json!(retries).to_string())
                 .execute(&mut **t)
@@ -401,12 +392,8 @@ impl Store {
                 sqlx::query_as(&format!(
                     "SELECT q.id, r.data FROM sync_queue q
                      JOIN pfa_records r ON r.org_id = q.org_id AND r.pfa_id = q.pfa_id
-                     WHERE q.id IN {}",
-                    if pg {
-                        "(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))"
-                    } else {
-                        "(SELECT value FROM json_each($1))"
-                    }
+                     WHERE {}",
+                    in_json_ids(pg, "q.id", 1)
                 ))
                 .bind(&started_json)
                 .fetch_all(&mut **t)
