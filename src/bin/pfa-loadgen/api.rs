@@ -21,6 +21,20 @@ pub struct Api {
     pub publishes: Arc<Histogram>,
 }
 
+/// The JSON body of `response`, which `what` must answer with `status`.
+async fn expect_json(
+    response: reqwest::Response,
+    status: u16,
+    what: &str,
+) -> anyhow::Result<Value> {
+    let answered = response.status();
+    let body: Value = response.json().await?;
+    if answered != status {
+        bail!("{what} answered {answered}: {body}");
+    }
+    Ok(body)
+}
+
 /// The session cookie's name (`src/server/auth/mod.rs`).
 const SESSION_COOKIE: &str = pfa_sync::server::auth::SESSION_COOKIE;
 
@@ -180,11 +194,7 @@ impl Api {
             .bearer_auth(&self.token)
             .send()
             .await?;
-        let status = response.status();
-        let answer: Value = response.json().await?;
-        if status != 202 {
-            bail!("commit answered {status}: {answer}");
-        }
+        let answer = expect_json(response, 202, "commit").await?;
         answer["job"]["id"]
             .as_str()
             .map(str::to_owned)
@@ -204,11 +214,7 @@ impl Api {
             .bearer_auth(&self.token)
             .send()
             .await?;
-        let status = response.status();
-        let answer: Value = response.json().await?;
-        if status != 200 {
-            bail!("job list answered {status}: {answer}");
-        }
+        let answer = expect_json(response, 200, "job list").await?;
         let completed = answer["items"]
             .as_array()
             .into_iter()

@@ -216,23 +216,18 @@ impl Store {
     pub async fn revoke_session(&self, id_hash: &str) -> anyhow::Result<bool> {
         let mut tx = self.begin().await?;
         let done = on_tx!(&mut tx, t, pg => {
-            let done = sqlx::query(
+            sqlx::query(
                 "UPDATE sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL",
             )
             .bind(Utc::now().to_rfc3339())
             .bind(id_hash)
             .execute(&mut **t)
             .await?
-            .rows_affected();
-            if pg && done > 0 {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(SESSIONS_CHANNEL)
-                    .bind(id_hash)
-                    .execute(&mut **t)
-                    .await?;
-            }
-            done
+            .rows_affected()
         });
+        if done > 0 {
+            tx.notify(SESSIONS_CHANNEL, id_hash).await?;
+        }
         tx.commit().await?;
         Ok(done > 0)
     }

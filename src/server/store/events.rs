@@ -5,7 +5,7 @@
 //! PostgreSQL the append also NOTIFYs [`NOTIFY_CHANNEL`], which PostgreSQL delivers at commit.
 
 use super::{dialect, on_pool, on_tx, Store, Tx};
-use crate::protocol::events::SyncEvent;
+use crate::protocol::events::{SyncEvent, SyncEventType};
 use anyhow::Context;
 use serde_json::{json, Value};
 
@@ -114,15 +114,9 @@ impl Tx<'_> {
                 .execute(&mut **t)
                 .await
                 .context("append to the event log")?;
-                if pg {
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(NOTIFY_CHANNEL)
-                        .bind(format!("{org} {head} {instance}"))
-                        .execute(&mut **t)
-                        .await
-                        .context("notify the new events")?;
-                }
             });
+            self.notify(NOTIFY_CHANNEL, &format!("{org} {head} {instance}"))
+                .await?;
         }
         Ok(committed)
     }
@@ -228,7 +222,7 @@ impl Store {
             .map(|(seq, kind, job_id, payload)| Committed {
                 org: org.to_owned(),
                 seq: seq as u64,
-                coalescible: kind == crate::protocol::events::SyncEventType::SyncProgress.as_str(),
+                coalescible: SyncEventType::parse(&kind).is_some_and(SyncEventType::is_coalescible),
                 job_id,
                 payload,
             })

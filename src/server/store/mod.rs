@@ -116,6 +116,20 @@ pub(crate) fn dialect<'a>(pg: bool, sqlite: &'a str, postgres: &'a str) -> &'a s
 }
 
 impl Tx<'_> {
+    /// NOTIFY `channel` with `payload` on PostgreSQL, delivered to every LISTENing instance
+    /// when this transaction commits; nothing on SQLite, whose one instance has nobody to tell.
+    pub(crate) async fn notify(&mut self, channel: &str, payload: &str) -> anyhow::Result<()> {
+        if let TxInner::Postgres(t) = &mut self.inner {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&mut **t)
+                .await
+                .with_context(|| format!("notify {channel}"))?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> anyhow::Result<()> {
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await.context("commit")?,

@@ -198,16 +198,8 @@ impl Store {
                 applied.fenced[0] = true;
                 return Ok(applied);
             }
-            on_tx!(&mut tx, t, pg => {
-                if pg {
-                    // Wakes the job's runner wherever it runs (delivered at commit).
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(JOBS_CHANNEL)
-                        .bind(&change.job_id)
-                        .execute(&mut **t)
-                        .await?;
-                }
-            });
+            // Wakes the job's runner wherever it runs.
+            tx.notify(JOBS_CHANNEL, &change.job_id).await?;
         }
 
         // Compare-and-set of item statuses: read (and on PostgreSQL lock) every item a caller
