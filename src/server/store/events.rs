@@ -3,8 +3,11 @@
 //! next seq of its organization (the stored head, advanced in that same transaction), so a
 //! committed state change always has its event and a rolled-back one never does. On
 //! PostgreSQL the append also NOTIFYs [`NOTIFY_CHANNEL`], which PostgreSQL delivers at commit.
+//! On SQLite, whose file one process serves, the process assigns seqs from the heads it holds
+//! (see [`super::Heads`]) and the log's triggers advance the stored head with the rows, so an
+//! append is one statement.
 
-use super::{dialect, on_pool, on_tx, Store, Tx};
+use super::{on_pool, Db, Store, Tx, TxInner};
 use crate::protocol::events::{SyncEvent, SyncEventType};
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -51,6 +54,141 @@ pub fn parse_notification(payload: &str) -> Option<(&str, u64, &str)> {
     parts.next().is_none().then_some((org, head, instance))
 }
 
+/// Events grouped by organization, organizations in name order.
+fn by_org(events: Vec<(String, SyncEvent)>) -> std::collections::BTreeMap<String, Vec<SyncEvent>> {
+    let mut by_org: std::collections::BTreeMap<String, Vec<SyncEvent>> = Default::default();
+    for (org, event) in events {
+        by_org.entry(org).or_default().push(event);
+    }
+    by_org
+}
+
+/// Events of one organization serialized once, around their seqs: an event's frame is
+/// `prefix`, its seq, `suffix` (its organization), byte for byte what serde writes for the
+/// event with both set, as they are its last two fields. So the seqs can be given in SQL
+/// (PostgreSQL) or after a stale head was read again (SQLite) without serializing again.
+struct Framed {
+    org: String,
+    suffix: String,
+    events: Vec<(SyncEvent, String)>,
+}
+
+impl Framed {
+    fn new(org: String, events: Vec<SyncEvent>) -> anyhow::Result<Self> {
+        let suffix = format!(",\"organizationId\":{}}}", serde_json::to_string(&org)?);
+        let events = events
+            .into_iter()
+            .map(|mut event| {
+                event.seq = None;
+                event.organization_id = None;
+                let mut prefix = serde_json::to_string(&event).context("serialize event")?;
+                prefix.pop(); // the closing brace: seq and organization follow
+                prefix.push_str(",\"seq\":");
+                Ok((event, prefix))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            org,
+            suffix,
+            events,
+        })
+    }
+
+    /// The JSON array of log rows the append statement reads: kind, job, and the payload
+    /// with its seq from `first` on (or its prefix when `first` is None: seqs given in SQL).
+    fn rows(&self, first: Option<u64>) -> String {
+        let rows = self.events.iter().enumerate().map(|(i, (event, prefix))| {
+            let payload = match first {
+                Some(first) => json!(self.payload(prefix, first + i as u64)),
+                None => json!(prefix),
+            };
+            json!({ "kind": event.kind.as_str(), "job": event.job_id, "payload": payload })
+        });
+        Value::Array(rows.collect()).to_string()
+    }
+
+    fn payload(&self, prefix: &str, seq: u64) -> String {
+        format!("{prefix}{seq}{}", self.suffix)
+    }
+
+    /// The events as committed with the seqs from `first` on.
+    fn committed(self, first: u64) -> Vec<Committed> {
+        let mut committed = Vec::with_capacity(self.events.len());
+        for (i, (event, prefix)) in self.events.iter().enumerate() {
+            let seq = first + i as u64;
+            committed.push(Committed {
+                org: self.org.clone(),
+                seq,
+                coalescible: event.kind.is_coalescible(),
+                job_id: event.job_id.clone(),
+                payload: self.payload(prefix, seq),
+            });
+        }
+        committed
+    }
+}
+
+/// The SQLite triggers' refusal of a seq at or below the stored head (a stale head).
+fn is_stale_head(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|e| e.message().contains("at or below the organization's head"))
+}
+
+/// SQLite: appends `events` on `conn` (in a transaction or on its own, where the one
+/// statement commits by itself) from the head `known` (read from the database when None or
+/// when the triggers refuse it as stale); returns the new head and the events as committed.
+async fn append_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    known: Option<u64>,
+    events: Framed,
+    created_at: i64,
+) -> anyhow::Result<(u64, Vec<Committed>)> {
+    async fn stored_head(conn: &mut sqlx::SqliteConnection, org: &str) -> anyhow::Result<u64> {
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT head FROM event_heads WHERE org_id = $1")
+                .bind(org)
+                .fetch_optional(conn)
+                .await
+                .with_context(|| format!("read the event head of {org}"))?;
+        Ok(head.unwrap_or(0) as u64)
+    }
+    let org = events.org.as_str();
+    let mut head = match known {
+        Some(head) => head,
+        None => stored_head(conn, org).await?,
+    };
+    let mut retried = false;
+    loop {
+        let inserted = sqlx::query(
+            "INSERT INTO events (org_id, seq, kind, job_id, payload, created_at)
+             SELECT $1, $2 + key, value ->> 'kind', value ->> 'job', value ->> 'payload', $3
+             FROM json_each($4)",
+        )
+        .bind(org)
+        .bind((head + 1) as i64)
+        .bind(created_at)
+        .bind(events.rows(Some(head + 1)))
+        .execute(&mut *conn)
+        .await;
+        match inserted {
+            Ok(_) => {
+                let appended = events.events.len() as u64;
+                return Ok((head + appended, events.committed(head + 1)));
+            }
+            Err(e) if !retried && is_stale_head(&e) => {
+                tracing::warn!(
+                    org,
+                    head,
+                    "the event head held in memory was stale; read again"
+                );
+                head = stored_head(conn, org).await?;
+                retried = true;
+            }
+            Err(e) => return Err(e).context("append to the event log"),
+        }
+    }
+}
+
 impl Tx<'_> {
     /// Appends `events` (organization, event) to the log with the next seqs of their
     /// organizations, in order, advancing each organization's head; sets each event's `seq`
@@ -61,62 +199,56 @@ impl Tx<'_> {
         events: Vec<(String, SyncEvent)>,
         instance: &str,
     ) -> anyhow::Result<Vec<Committed>> {
-        let mut by_org: std::collections::BTreeMap<String, Vec<SyncEvent>> = Default::default();
-        for (org, event) in events {
-            by_org.entry(org).or_default().push(event);
-        }
         let created_at = now_ms();
         let mut committed = Vec::new();
-        for (org, events) in by_org {
-            let count = events.len() as i64;
-            let head: i64 = on_tx!(self, t, pg => {
-                sqlx::query_scalar(
-                    "INSERT INTO event_heads (org_id, head) VALUES ($1, $2)
-                     ON CONFLICT (org_id) DO UPDATE SET head = event_heads.head + excluded.head
-                     RETURNING head",
-                )
-                .bind(&org)
-                .bind(count)
-                .fetch_one(&mut **t)
-                .await
-                .with_context(|| format!("advance the event head of {org}"))?
-            });
-            let first = (head - count + 1) as u64;
-            let mut rows = Vec::with_capacity(events.len());
-            for (i, mut event) in events.into_iter().enumerate() {
-                let seq = first + i as u64;
-                event.seq = Some(seq);
-                event.organization_id = Some(org.clone());
-                let payload = serde_json::to_string(&event).context("serialize event")?;
-                rows.push(json!({ "seq": seq, "kind": event.kind.as_str(),
-                                  "job": event.job_id, "payload": payload }));
-                committed.push(Committed {
-                    org: org.clone(),
-                    seq,
-                    coalescible: event.kind.is_coalescible(),
-                    job_id: event.job_id,
-                    payload,
-                });
+        for (org, events) in by_org(events) {
+            let events = Framed::new(org, events)?;
+            match &mut self.inner {
+                TxInner::Sqlite(t) => {
+                    let heads = self
+                        .turn
+                        .as_ref()
+                        .expect("a SQLite transaction holds the turn");
+                    let org = events.org.clone();
+                    let known = self
+                        .heads_after
+                        .get(&org)
+                        .or_else(|| heads.get(&org))
+                        .copied();
+                    let (head, mut appended) = append_sqlite(t, known, events, created_at).await?;
+                    self.heads_after.insert(org, head);
+                    committed.append(&mut appended);
+                }
+                TxInner::Postgres(t) => {
+                    // The head advanced, the rows with their seqs and the NOTIFY (delivered at
+                    // commit) in one round trip.
+                    let count = events.events.len() as i64;
+                    let head: i64 = sqlx::query_scalar(
+                        "WITH head AS (
+                             INSERT INTO event_heads (org_id, head) VALUES ($1, $2)
+                             ON CONFLICT (org_id) DO UPDATE SET head = event_heads.head + excluded.head
+                             RETURNING head
+                         ), appended AS (
+                             INSERT INTO events (org_id, seq, kind, job_id, payload, created_at)
+                             SELECT $1, head.head - $2 + e.ord, e.value ->> 'kind', e.value ->> 'job',
+                                    (e.value ->> 'payload') || (head.head - $2 + e.ord) || $4, $3
+                             FROM head, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS e(value, ord)
+                         )
+                         SELECT head FROM head, pg_notify($6, $1 || ' ' || head.head || ' ' || $7)",
+                    )
+                    .bind(&events.org)
+                    .bind(count)
+                    .bind(created_at)
+                    .bind(&events.suffix)
+                    .bind(events.rows(None))
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(instance)
+                    .fetch_one(&mut **t)
+                    .await
+                    .with_context(|| format!("append to the event log of {}", events.org))?;
+                    committed.append(&mut events.committed((head - count + 1) as u64));
+                }
             }
-            on_tx!(self, t, pg => {
-                sqlx::query(dialect(
-                    pg,
-                    "INSERT INTO events (org_id, seq, kind, job_id, payload, created_at)
-                     SELECT $1, value ->> 'seq', value ->> 'kind', value ->> 'job', value ->> 'payload', $2
-                     FROM json_each($3)",
-                    "INSERT INTO events (org_id, seq, kind, job_id, payload, created_at)
-                     SELECT $1, (value ->> 'seq')::bigint, value ->> 'kind', value ->> 'job', value ->> 'payload', $2
-                     FROM jsonb_array_elements($3::jsonb)",
-                ))
-                .bind(&org)
-                .bind(created_at)
-                .bind(Value::Array(rows).to_string())
-                .execute(&mut **t)
-                .await
-                .context("append to the event log")?;
-            });
-            self.notify(NOTIFY_CHANNEL, &format!("{org} {head} {instance}"))
-                .await?;
         }
         Ok(committed)
     }
@@ -124,11 +256,37 @@ impl Tx<'_> {
 
 impl Store {
     /// Appends `events` in a transaction of their own (the publish API: the event is the
-    /// whole state change).
+    /// whole state change). On SQLite, events of one organization are the one statement of the
+    /// append, which commits by itself.
     pub async fn append_events(
         &self,
         events: Vec<(String, SyncEvent)>,
     ) -> anyhow::Result<Vec<Committed>> {
+        let one_org = events.windows(2).all(|w| w[0].0 == w[1].0);
+        if let (Db::Sqlite(pool), Some(turns), true, Some(org)) = (
+            self.db(),
+            &self.turns,
+            one_org,
+            events.first().map(|(org, _)| org.clone()),
+        ) {
+            let mut heads = turns.lock().await;
+            let mut conn = pool.acquire().await.context("acquire a connection")?;
+            let events = Framed::new(
+                org.clone(),
+                events.into_iter().map(|(_, event)| event).collect(),
+            )?;
+            let known = heads.get(&org).copied();
+            return match append_sqlite(&mut conn, known, events, now_ms()).await {
+                Ok((head, committed)) => {
+                    heads.insert(org, head);
+                    Ok(committed)
+                }
+                Err(e) => {
+                    heads.remove(&org);
+                    Err(e)
+                }
+            };
+        }
         let mut tx = self.begin().await?;
         let committed = tx.append_events(events, self.instance()).await?;
         tx.commit().await?;
@@ -239,36 +397,33 @@ impl Store {
     }
 
     /// Deletes what retention no longer keeps (the head stays); returns the rows removed. Two
-    /// statements, each along an index (by seq, by age), in a transaction of its own.
+    /// statements, each along an index (by seq, by age), each complete on its own: no
+    /// transaction, so on SQLite the turn is held for two round trips, not five.
     pub async fn prune_events(
         &self,
         org: &str,
         retention: Retention,
         now_ms: i64,
     ) -> anyhow::Result<u64> {
-        let mut tx = self.begin().await?;
-        let removed = on_tx!(&mut tx, t, pg => {
-            let head: Option<i64> =
-                sqlx::query_scalar("SELECT head FROM event_heads WHERE org_id = $1")
-                    .bind(org)
-                    .fetch_optional(&mut **t)
-                    .await?;
-            let floor = head.unwrap_or(0) - retention.max_events as i64;
-            let by_count = sqlx::query("DELETE FROM events WHERE org_id = $1 AND seq <= $2")
-                .bind(org)
-                .bind(floor)
-                .execute(&mut **t)
-                .await?
-                .rows_affected();
+        let _turn = self.write_turn().await;
+        let removed = on_pool!(self.db(), pool, pg => {
+            let by_count = sqlx::query(
+                "DELETE FROM events WHERE org_id = $1
+                 AND seq <= (SELECT head FROM event_heads WHERE org_id = $1) - $2",
+            )
+            .bind(org)
+            .bind(i64::try_from(retention.max_events).unwrap_or(i64::MAX))
+            .execute(pool)
+            .await?
+            .rows_affected();
             let by_age = sqlx::query("DELETE FROM events WHERE created_at < $1 AND org_id = $2")
                 .bind(now_ms - retention.max_age_ms)
                 .bind(org)
-                .execute(&mut **t)
+                .execute(pool)
                 .await?
                 .rows_affected();
             by_count + by_age
         });
-        tx.commit().await?;
         Ok(removed)
     }
 }
@@ -337,18 +492,89 @@ mod tests {
     );
 
     for_each_store!(a_rolled_back_append_leaves_neither_event_nor_seq, |store| {
+        let rio = |job: &str| vec![("org-rio".to_owned(), event(job))];
+        assert_eq!(store.append_events(rio("w")).await.unwrap()[0].seq, 1);
         let mut tx = store.begin().await.unwrap();
-        tx.append_events(vec![("org-rio".to_owned(), event("x"))], "test")
-            .await
-            .unwrap();
+        let appended = tx.append_events(rio("x"), "test").await.unwrap();
+        let again = tx.append_events(rio("x2"), "test").await.unwrap();
+        assert_eq!((appended[0].seq, again[0].seq), (2, 3));
         drop(tx);
-        assert_eq!(store.latest_seq("org-rio").await.unwrap(), 0);
-        let next = store
-            .append_events(vec![("org-rio".to_owned(), event("y"))])
-            .await
-            .unwrap();
-        assert_eq!(next[0].seq, 1);
+        assert_eq!(store.latest_seq("org-rio").await.unwrap(), 1);
+        let next = store.append_events(rio("y")).await.unwrap();
+        assert_eq!(next[0].seq, 2);
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.append_events(rio("z"), "test").await.unwrap()[0].seq, 3);
+        tx.commit().await.unwrap();
+        assert_eq!(store.append_events(rio("z2")).await.unwrap()[0].seq, 4);
+        let logged = store.events_between("org-rio", 0, 10, 10).await.unwrap();
+        assert_eq!(
+            logged.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
     });
+
+    /// SQLite's heads live in the serving process; a second process on the file (which the
+    /// serving lock keeps from serving, but a test or a tool may open) makes them stale, and
+    /// the log's triggers refuse the stale seq instead of giving it twice.
+    #[tokio::test]
+    async fn a_stale_head_held_in_memory_is_read_again_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let (a, b) = (
+            Store::connect(&url).await.unwrap(),
+            Store::connect(&url).await.unwrap(),
+        );
+        let rio = |job: &str| vec![("org-rio".to_owned(), event(job))];
+        assert_eq!(a.append_events(rio("a1")).await.unwrap()[0].seq, 1);
+        assert_eq!(b.append_events(rio("b1")).await.unwrap()[0].seq, 2);
+        assert_eq!(a.append_events(rio("a2")).await.unwrap()[0].seq, 3);
+        let mut tx = b.begin().await.unwrap();
+        let appended = tx.append_events(rio("b2"), "test").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(appended[0].seq, 4);
+        assert!(
+            appended[0].payload.contains("\"seq\":4"),
+            "{}",
+            appended[0].payload
+        );
+        let logged = a.events_between("org-rio", 0, 10, 10).await.unwrap();
+        assert_eq!(
+            logged.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(a.latest_seq("org-rio").await.unwrap(), 4);
+    }
+
+    #[test]
+    fn a_frame_assembled_around_its_seq_is_what_serde_writes() {
+        let mut with_data = event("j1");
+        with_data.pfa_id = Some("PFA-1".into());
+        with_data.message = Some("a \"quoted\" },\"seq\": note".into());
+        with_data.data = Some(
+            json!({ "synced": 3, "nested": { "seq": 1 } })
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let framed = Framed::new("org-\"rio\"".into(), vec![event("j0"), with_data]).unwrap();
+        let committed = Framed::new(
+            framed.org.clone(),
+            framed.events.iter().map(|e| e.0.clone()).collect(),
+        )
+        .unwrap()
+        .committed(41);
+        for ((mut event, _), c) in framed.events.into_iter().zip(&committed) {
+            event.seq = Some(c.seq);
+            event.organization_id = Some(framed.org.clone());
+            assert_eq!(c.payload, serde_json::to_string(&event).unwrap());
+            let read: SyncEvent = serde_json::from_str(&c.payload).unwrap();
+            assert_eq!(
+                (read.seq, read.organization_id),
+                (event.seq, event.organization_id)
+            );
+        }
+        assert_eq!((committed[0].seq, committed[1].seq), (41, 42));
+    }
 
     #[test]
     fn notifications_read_back_what_the_append_writes() {

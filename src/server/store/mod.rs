@@ -29,11 +29,17 @@ pub struct Store {
     instance: std::sync::Arc<str>,
     /// The SQLite file (None for PostgreSQL and in-memory SQLite).
     file: Option<std::path::PathBuf>,
-    /// SQLite: whose turn it is to write. One writer at a time is all SQLite allows; waiting
-    /// here, in line, is cheaper and fairer than SQLite's busy handler, which sleeps up to
-    /// 100 ms between tries while another transaction holds the lock.
-    turns: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: whose turn it is to write, and the heads the writers assign seqs from. One
+    /// writer at a time is all SQLite allows; waiting here, in line, is cheaper and fairer than
+    /// SQLite's busy handler, which sleeps up to 100 ms between tries while another
+    /// transaction holds the lock.
+    turns: Option<Arc<tokio::sync::Mutex<Heads>>>,
 }
+
+/// SQLite: each organization's head seq as this process last committed it. One process serves
+/// a SQLite file, so the process knows the heads and appending needs no read of them; the
+/// log's triggers refuse a seq at or below the stored head, which catches a stale entry.
+pub(crate) type Heads = std::collections::HashMap<String, u64>;
 
 /// Held while a server serves a SQLite file: a second server on the same file cannot get it.
 #[derive(Debug)]
@@ -51,8 +57,10 @@ pub(crate) enum Db {
 /// An open transaction on either backend; dropped without [`Tx::commit`], it rolls back.
 pub(crate) struct Tx<'c> {
     inner: TxInner<'c>,
-    /// On SQLite, this process's turn to write (see [`Store::begin`]).
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// On SQLite, this process's turn to write (see [`Store::begin`]) with the heads.
+    turn: Option<tokio::sync::OwnedMutexGuard<Heads>>,
+    /// SQLite: the heads this transaction's appends moved to, kept in `turn` once committed.
+    heads_after: Heads,
 }
 
 pub(crate) enum TxInner<'c> {
@@ -131,8 +139,23 @@ impl Tx<'_> {
     }
 
     pub async fn commit(self) -> anyhow::Result<()> {
-        match self.inner {
-            TxInner::Sqlite(t) => t.commit().await.context("commit")?,
+        let Tx {
+            inner,
+            turn,
+            heads_after,
+        } = self;
+        match inner {
+            TxInner::Sqlite(t) => {
+                let mut heads = turn.expect("a SQLite transaction holds the turn");
+                match t.commit().await {
+                    Ok(()) => heads.extend(heads_after),
+                    Err(e) => {
+                        // Whether it committed is unknown: read the heads again when needed.
+                        heads.clear();
+                        return Err(e).context("commit");
+                    }
+                }
+            }
             TxInner::Postgres(t) => t.commit().await.context("commit")?,
         }
         Ok(())
@@ -287,22 +310,32 @@ impl Store {
         &self.db
     }
 
+    /// On SQLite, this process's turn to write, for statements that commit on their own;
+    /// None on PostgreSQL, whose writers need no turns.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<Heads>> {
+        match &self.turns {
+            Some(turns) => Some(turns.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Begins a transaction. On SQLite it waits for this process's turn to write, then takes
     /// the write lock at once (`BEGIN IMMEDIATE`): every transaction of the store writes, and
     /// one that read first and then had to wait for the lock would fail (its snapshot is older
     /// than the file).
     pub(crate) async fn begin(&self) -> anyhow::Result<Tx<'static>> {
-        let turn = match &self.turns {
-            Some(turns) => Some(turns.clone().lock_owned().await),
-            None => None,
-        };
+        let turn = self.write_turn().await;
         let inner = match &self.db {
             Db::Sqlite(pool) => {
                 TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.context("begin")?)
             }
             Db::Postgres(pool) => TxInner::Postgres(pool.begin().await.context("begin")?),
         };
-        Ok(Tx { inner, _turn: turn })
+        Ok(Tx {
+            inner,
+            turn,
+            heads_after: Heads::new(),
+        })
     }
 }
 
