@@ -164,10 +164,33 @@ impl Store {
     /// Applies the engine's writes of several callers and appends their events in one
     /// transaction, one statement per kind of write whatever their number. A caller that
     /// carries a job change must come alone.
+    ///
+    /// Most batches find every item in the status its caller expects, so the first attempt
+    /// does not read the statuses: each status change checks its own (`WHERE status = ...`)
+    /// and the rows it changed are counted. If one falls short, that transaction is rolled
+    /// back and the batch applied again after reading (on PostgreSQL, locking) the items,
+    /// which fences the callers whose expectation failed.
     pub async fn apply_engine_writes(&self, batch: &[&EngineWrites]) -> anyhow::Result<Applied> {
         if batch.len() > 1 && batch.iter().any(|w| w.job.is_some()) {
             anyhow::bail!("a job status change is applied in a transaction of its own");
         }
+        if let Some(applied) = self.apply_batch(batch, false).await? {
+            return Ok(applied);
+        }
+        Ok(self
+            .apply_batch(batch, true)
+            .await?
+            .expect("a batch applied after reading its items always completes"))
+    }
+
+    /// [`Store::apply_engine_writes`] in one transaction: None when `read_first` is false and
+    /// an item was not in the status its caller expected (nothing is committed then); with
+    /// `read_first`, always Some.
+    async fn apply_batch(
+        &self,
+        batch: &[&EngineWrites],
+        read_first: bool,
+    ) -> anyhow::Result<Option<Applied>> {
         let mut tx = self.begin().await?;
         let mut applied = Applied {
             fenced: vec![false; batch.len()],
@@ -196,7 +219,7 @@ impl Store {
             });
             if moved == 0 {
                 applied.fenced[0] = true;
-                return Ok(applied);
+                return Ok(Some(applied));
             }
             // Wakes the job's runner wherever it runs.
             tx.notify(JOBS_CHANNEL, &change.job_id).await?;
@@ -206,7 +229,7 @@ impl Store {
         // expects in some status; a caller with one that is not is left out.
         let expected: Vec<(i64, ItemStatus)> =
             batch.iter().flat_map(|w| w.expectations()).collect();
-        if !expected.is_empty() {
+        if read_first && !expected.is_empty() {
             let ids: Vec<i64> = expected.iter().map(|(id, _)| *id).collect();
             let rows: Vec<(i64, String)> = on_tx!(&mut tx, t, pg => {
                 let lock = if pg { " FOR UPDATE" } else { "" };
@@ -269,7 +292,6 @@ impl Store {
         let recount: Vec<&str> = live()
             .flat_map(|w| w.recount.iter().map(String::as_str))
             .collect();
-        let started_json = json!(started).to_string();
 
         on_tx!(&mut tx, t, pg => {
             if !updates.is_empty() {
@@ -279,31 +301,47 @@ impl Store {
                 } else {
                     ("value ->> 'next'", "value ->> 'id'")
                 };
-                sqlx::query(&format!(
+                let expected = updates.len() as u64;
+                let changed = sqlx::query(&format!(
                     "UPDATE sync_queue SET status = j.status,
                          next_attempt_at = COALESCE(j.next, sync_queue.next_attempt_at),
                          error_code = j.code, last_error = j.message, updated_at = $1
                      FROM (SELECT {id} AS id, value ->> 'status' AS status, {next} AS next,
                                value ->> 'code' AS code, value ->> 'message' AS message
                            FROM {}) AS j
-                     WHERE sync_queue.id = j.id",
+                     WHERE sync_queue.id = j.id AND sync_queue.status = 'in_flight'",
                     json_rows(pg, 2)
                 ))
                 .bind(&now)
                 .bind(Value::Array(updates).to_string())
                 .execute(&mut **t)
-                .await?;
+                .await?
+                .rows_affected();
+                if !read_first && changed != expected {
+                    return Ok(None);
+                }
             }
             if !started.is_empty() {
-                sqlx::query(&format!(
+                // In flight, and each one's record as it is now (after this batch's writes).
+                let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
                     "UPDATE sync_queue SET status = 'in_flight', attempts = attempts + 1, updated_at = $1
-                     WHERE {}",
+                     WHERE status = 'pending' AND {}
+                     RETURNING id, (SELECT r.data FROM pfa_records r
+                                    WHERE r.org_id = sync_queue.org_id AND r.pfa_id = sync_queue.pfa_id)",
                     in_json_ids(pg, "id", 2)
                 ))
                 .bind(&now)
-                .bind(&started_json)
-                .execute(&mut **t)
+                .bind(json!(started).to_string())
+                .fetch_all(&mut **t)
                 .await?;
+                if !read_first && rows.len() != started.len() {
+                    return Ok(None);
+                }
+                for (id, data) in rows {
+                    applied
+                        .records
+                        .insert(id, serde_json::from_str(&data).context("corrupt record")?);
+                }
             }
             if !unstarted.is_empty() {
                 sqlx::query(&format!(
@@ -379,30 +417,12 @@ impl Store {
         for record in live().filter_map(|w| w.command.as_ref()) {
             tx.insert_command(record).await?;
         }
-        if !started.is_empty() {
-            let rows: Vec<(i64, String)> = on_tx!(&mut tx, t, pg => {
-                sqlx::query_as(&format!(
-                    "SELECT q.id, r.data FROM sync_queue q
-                     JOIN pfa_records r ON r.org_id = q.org_id AND r.pfa_id = q.pfa_id
-                     WHERE {}",
-                    in_json_ids(pg, "q.id", 1)
-                ))
-                .bind(&started_json)
-                .fetch_all(&mut **t)
-                .await?
-            });
-            for (id, data) in rows {
-                applied
-                    .records
-                    .insert(id, serde_json::from_str(&data).context("corrupt record")?);
-            }
-        }
         // Last: on PostgreSQL the organizations' heads stay locked from here to the commit.
         let events: Vec<(String, SyncEvent)> =
             live().flat_map(|w| w.events.iter().cloned()).collect();
         applied.committed = tx.append_events(events, self.instance()).await?;
         tx.commit().await?;
-        Ok(applied)
+        Ok(Some(applied))
     }
 }
 
