@@ -21,6 +21,7 @@ use crate::{
         Store,
     },
 };
+use std::time::Duration;
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
@@ -34,6 +35,8 @@ use tokio::sync::mpsc;
 const PRUNE_EVERY: u64 = 256;
 /// Events read from the log per query when a gap is filled or an instance catches up.
 const FILL_PAGE: u32 = 1000;
+/// How long a gap may stay open before it is read from the log (see [`Hub::spawn_fill`]).
+const GAP_GRACE: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct Hub {
@@ -207,7 +210,7 @@ async fn run_shard(org: String, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
 /// gets one write for several events instead of one per event (a write costs about the same
 /// whatever it carries). Only while events come faster than passes: at a steady rate every
 /// pass carries one frame and nothing waits.
-const BURST_GATHER: std::time::Duration = std::time::Duration::from_millis(3);
+const BURST_GATHER: Duration = Duration::from_millis(3);
 
 /// Adds to `messages` what arrives within [`BURST_GATHER`] (up to a full batch).
 async fn gather(rx: &mut mpsc::UnboundedReceiver<ShardMsg>, messages: &mut Vec<ShardMsg>) {
@@ -320,7 +323,7 @@ impl Hub {
                     channel.drain(&mut sequencer)
                 };
                 if fill {
-                    self.spawn_fill(channel.clone());
+                    self.spawn_fill(channel.clone(), Duration::ZERO);
                 }
                 anyhow::Ok(())
             })
@@ -341,7 +344,7 @@ impl Hub {
                 .map_or(committed.len(), |n| start + n);
             if let Some(channel) = self.channel_if_exists(org) {
                 if channel.offer(&committed[start..end]) {
-                    self.spawn_fill(channel.clone());
+                    self.spawn_fill(channel.clone(), GAP_GRACE);
                 }
                 self.maybe_prune(&channel);
             }
@@ -381,16 +384,30 @@ impl Hub {
                 !std::mem::replace(&mut sequencer.filling, true)
             };
             if start {
-                self.spawn_fill(channel);
+                self.spawn_fill(channel, Duration::ZERO);
             }
         }
     }
 
     /// Reads the log after the delivered seq until it has nothing more, offering what it reads,
-    /// while events wait behind a gap or a catch-up is wanted.
-    fn spawn_fill(&self, channel: Arc<OrgChannel>) {
+    /// while events wait behind a gap or a catch-up is wanted. It first waits `grace`: a gap
+    /// left by this process's own commits (two committers delivering in the other order than
+    /// they committed) is closed by the later one at once, and then nothing is read.
+    fn spawn_fill(&self, channel: Arc<OrgChannel>, grace: Duration) {
         let hub = self.clone();
         tokio::spawn(async move {
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+                let mut sequencer = channel.sequencer.lock().expect("sequencer lock");
+                if sequencer.pending.is_empty() && !sequencer.wanted {
+                    sequencer.filling = false;
+                    return;
+                }
+            }
+            tracing::debug!(
+                org = channel.org,
+                "reading the event log to fill a gap or catch up"
+            );
             let mut idle_reads = 0u32;
             loop {
                 let after = {
@@ -412,7 +429,7 @@ impl Hub {
                     Ok(page) => page,
                     Err(e) => {
                         tracing::warn!(org = channel.org, "cannot read the event log: {e:#}");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
                 };
@@ -459,7 +476,7 @@ impl Hub {
                         continue;
                     }
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
     }
