@@ -2,7 +2,7 @@
 
 use super::{
     conflicts::AuditEntry,
-    on_pool, on_tx,
+    dialect, on_pool, on_tx,
     records::{in_json, json_rows},
     Store, Tx,
 };
@@ -322,9 +322,14 @@ impl Store {
             })
             .await?;
         on_tx!(&mut tx, t, pg => {
-            sqlx::query(&format!(
-                "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2 AND {}",
-                in_json(pg, "pfa_id", 3)
+            // On PostgreSQL a join with the taken ids: `= ANY(array)` compares each row with
+            // the whole array when the planner picks a scan (2 s for a commit of 10,000).
+            sqlx::query(dialect(
+                pg,
+                "DELETE FROM drafts WHERE org_id = $1 AND user_id = $2
+                 AND pfa_id IN (SELECT value FROM json_each($3))",
+                "DELETE FROM drafts AS d USING jsonb_array_elements_text($3::jsonb) AS taken(pfa_id)
+                 WHERE d.org_id = $1 AND d.user_id = $2 AND d.pfa_id = taken.pfa_id",
             ))
             .bind(org)
             .bind(user_id)
