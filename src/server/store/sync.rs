@@ -17,7 +17,7 @@ mod writes;
 #[cfg(test)]
 pub(crate) use writes::fixtures;
 pub use writes::{
-    Applied, EngineWrites, ItemUpdate, JobChange, RecordWrite, RestoredDrafts, JOBS_CHANNEL,
+    Applied, EngineWrites, ItemUpdate, JobChange, RecordWrite, RestoredDrafts, Turn, JOBS_CHANNEL,
 };
 
 fn now() -> String {

@@ -9,16 +9,26 @@
 //!
 //! Writes that change a job's status are applied in a transaction of their own, in their turn:
 //! a job's terminal event is appended after every record event queued before it.
+//!
+//! On PostgreSQL, where a transaction's statements are round trips to another process, a batch
+//! begins while the one before it commits; [`Turn`] keeps their order (seqs, deliveries,
+//! answers) and keeps them from deadlocking. Writes that change whole jobs never overlap.
 
 use crate::{
     domain::pfa::PfaRecord,
     server::{
         realtime::hub::Hub,
-        store::{sync::EngineWrites, Store},
+        store::{
+            sync::{EngineWrites, Turn},
+            Backend, Store,
+        },
     },
 };
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+};
 
 /// Most callers whose writes share one transaction.
 const MAX_BATCH: usize = 256;
@@ -94,9 +104,16 @@ impl Writer {
 }
 
 async fn run(store: Store, hub: Hub, mut ops: mpsc::Receiver<Op>) {
+    // On PostgreSQL a batch begins while the one before it commits (see `Turn`); SQLite has
+    // one writer at a time, so its batches go one after the other.
+    let overlap = store.backend() == Backend::Postgres;
     let mut queued: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    // The overlapping batches under way, and the signals of the last one.
+    let mut under_way: JoinSet<()> = JoinSet::new();
+    let mut last: Option<(oneshot::Receiver<()>, oneshot::Receiver<()>)> = None;
     loop {
         if ops.recv_many(&mut queued, MAX_BATCH).await == 0 {
+            while under_way.join_next().await.is_some() {}
             return;
         }
         let mut rest = queued.drain(..).peekable();
@@ -108,23 +125,61 @@ async fn run(store: Store, hub: Hub, mut ops: mpsc::Receiver<Op>) {
                     batch.push(op);
                 }
             }
-            commit(&store, &hub, batch).await;
+            if !overlap || batch.iter().any(|op| op.writes.changes_whole_jobs()) {
+                // After everything before it, and before anything after it.
+                while under_way.join_next().await.is_some() {}
+                last = None;
+                commit(&store, &hub, batch, Turn::default(), None).await;
+                continue;
+            }
+            let previous = match last.take() {
+                Some((written, done)) => {
+                    let _ = written.await;
+                    Some(done)
+                }
+                None => None,
+            };
+            let (written, written_rx) = oneshot::channel();
+            let (done, done_rx) = oneshot::channel();
+            let turn = Turn {
+                written: Some(written),
+                previous,
+            };
+            let (store, hub) = (store.clone(), hub.clone());
+            under_way.spawn(async move { commit(&store, &hub, batch, turn, Some(done)).await });
+            last = Some((written_rx, done_rx));
+            while under_way.try_join_next().is_some() {}
         }
     }
 }
 
 /// Commits the writes of `batch` in one transaction (one by one if that fails, so a bad write
-/// fails alone), delivers the events, answers the callers.
-async fn commit(store: &Store, hub: &Hub, batch: Vec<Op>) {
+/// fails alone), delivers the events, answers the callers. `done` is dropped once the events
+/// are delivered, or when the batch failed, before its writes are tried one by one (those
+/// then wait for no other batch).
+async fn commit(
+    store: &Store,
+    hub: &Hub,
+    batch: Vec<Op>,
+    mut turn: Turn,
+    done: Option<oneshot::Sender<()>>,
+) {
     let writes: Vec<&EngineWrites> = batch.iter().map(|op| &op.writes).collect();
-    match store.apply_engine_writes(&writes).await {
+    let result = store.apply_engine_writes_in_turn(&writes, &mut turn).await;
+    if result.is_err() {
+        // Never ahead of the previous batch, even when failing.
+        turn.wait_for_previous().await;
+    }
+    match result {
         Ok(applied) => {
             hub.deliver(&applied.committed);
+            drop(done);
             for (op, fenced) in batch.into_iter().zip(applied.fenced) {
                 answer(op, &applied.records, fenced);
             }
         }
         Err(e) if batch.len() > 1 => {
+            drop(done);
             tracing::warn!(
                 callers = batch.len(),
                 "batched sync writes failed, applying them one by one: {e:#}"
@@ -140,6 +195,7 @@ async fn commit(store: &Store, hub: &Hub, batch: Vec<Op>) {
             }
         }
         Err(e) => {
+            drop(done);
             for op in batch {
                 fail(op, anyhow::anyhow!("{e:#}"));
             }
@@ -169,14 +225,14 @@ fn fail(op: Op, e: anyhow::Error) {
 mod tests {
     use super::*;
     use crate::{
-        domain::sync::ItemStatus,
+        domain::sync::{ItemStatus, JobStatus},
         server::{
             store::{
                 events::Retention,
-                sync::{fixtures::with_job, ItemUpdate, RecordWrite},
+                sync::{fixtures::with_job, ItemUpdate, JobChange, RecordWrite},
                 testing::for_each_store,
             },
-            sync::events,
+            sync::events::{self, Counts},
         },
     };
 
@@ -219,6 +275,84 @@ mod tests {
                 writer.start(ids[1]).await.unwrap().is_none(),
                 "not pending any more"
             );
+        }
+    );
+
+    // Callers queued one after the other, taken in batches of up to `MAX_BATCH`, which
+    // overlap on PostgreSQL.
+    for_each_store!(
+        batches_keep_their_order_in_the_log_and_a_job_change_comes_after_them,
+        |store| {
+            let (job, ids) = with_job(&store).await;
+            let writer = Writer::spawn(store.clone(), hub(&store));
+            for id in &ids {
+                writer.start(*id).await.unwrap();
+            }
+            let n = 2 * MAX_BATCH + 10;
+            let mut writes: Vec<EngineWrites> = (0..n)
+                .map(|i| {
+                    EngineWrites::announce(
+                        ORG,
+                        events::record_failed(
+                            &job,
+                            &format!("X-{i:05}"),
+                            "bad".into(),
+                            "X",
+                            false,
+                            1,
+                        ),
+                    )
+                })
+                .collect();
+            // Items' outcomes in the first, second and third batch.
+            for (k, at) in [5, MAX_BATCH + 5, n - 1].into_iter().enumerate() {
+                let pfa_id = format!("PFA-{:05}", k + 1);
+                writes[at] = failed(&job, ids[k], &pfa_id);
+            }
+            writes.push(EngineWrites {
+                job: Some(JobChange {
+                    job_id: job.clone(),
+                    from: vec![JobStatus::Queued, JobStatus::Running],
+                    to: JobStatus::Failed,
+                }),
+                events: vec![(
+                    ORG.to_owned(),
+                    events::job_finished(&job, Counts::default(), JobStatus::Failed),
+                )],
+                ..Default::default()
+            });
+            // What tells each event apart: its record, or the job's end.
+            let mut expected: Vec<String> = (0..n).map(|i| format!("X-{i:05}")).collect();
+            for (k, at) in [5, MAX_BATCH + 5, n - 1].into_iter().enumerate() {
+                expected[at] = format!("PFA-{:05}", k + 1);
+            }
+            expected.push(r#""jobStatus":"failed""#.to_owned());
+            let mut answers = Vec::new();
+            for w in writes {
+                answers.push(writer.enqueue(w).await.unwrap());
+            }
+            for answer in answers {
+                assert!(!answer.await.unwrap().unwrap().fenced);
+            }
+
+            let logged = store.events_between(ORG, 0, 10_000, 10_000).await.unwrap();
+            assert_eq!(logged.len(), n + 1);
+            for (i, (event, expected)) in logged.iter().zip(&expected).enumerate() {
+                assert!(
+                    event.payload.contains(expected.as_str()),
+                    "event {i} out of order: {} lacks {expected}",
+                    event.payload
+                );
+                assert_eq!(event.seq, logged[0].seq + i as u64, "no gap");
+            }
+            let statuses: Vec<ItemStatus> = store
+                .items(&job)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| i.status)
+                .collect();
+            assert_eq!(statuses, [ItemStatus::Failed; 3]);
         }
     );
 

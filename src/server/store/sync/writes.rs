@@ -136,6 +136,13 @@ impl EngineWrites {
         }
     }
 
+    /// Whether these writes change jobs as a whole (a status, or all their items at once):
+    /// rows that overlapping batches may hold, so they go after every batch before them and
+    /// before any after them (see [`Turn`]).
+    pub fn changes_whole_jobs(&self) -> bool {
+        self.job.is_some() || !self.cancel_open.is_empty() || !self.requeue_failed.is_empty()
+    }
+
     /// The items whose status this expects, with the status expected.
     fn expectations(&self) -> impl Iterator<Item = (i64, ItemStatus)> + '_ {
         let started = self.started.iter().map(|id| (*id, ItemStatus::Pending));
@@ -146,6 +153,38 @@ impl EngineWrites {
             .chain(self.records.iter().filter_map(|r| r.item_id))
             .map(|id| (id, ItemStatus::InFlight));
         started.chain(outcomes)
+    }
+}
+
+/// Where a batch of the sync writer waits for the batch before it, so that the two overlap
+/// on PostgreSQL: a batch first writes its records, their history rows and its items'
+/// outcomes (rows no earlier batch still to commit will touch), then signals `written` (the
+/// next batch may begin) and waits for `previous` (the previous batch is committed and its
+/// events delivered) before it starts items, changes job rows and appends its events. So seqs,
+/// deliveries and answers keep the batches' order, and of two overlapping transactions only
+/// the later one ever waits for a row lock of the other: they cannot deadlock. The default
+/// waits for nothing.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// Dropped once this batch's own writes are done (or it failed).
+    pub written: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Resolves (or is dropped) once the previous batch is committed and delivered.
+    pub previous: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Turn {
+    /// Whether this batch overlaps another one.
+    fn overlaps(&self) -> bool {
+        self.written.is_some() || self.previous.is_some()
+    }
+
+    /// Lets the next batch begin, then waits for the previous one to be done.
+    pub async fn wait_for_previous(&mut self) {
+        self.written.take();
+        if let Some(previous) = self.previous.take() {
+            // An error only means the previous batch's task ended without a signal: done.
+            let _ = previous.await;
+        }
     }
 }
 
@@ -171,14 +210,25 @@ impl Store {
     /// back and the batch applied again after reading (on PostgreSQL, locking) the items,
     /// which fences the callers whose expectation failed.
     pub async fn apply_engine_writes(&self, batch: &[&EngineWrites]) -> anyhow::Result<Applied> {
+        self.apply_engine_writes_in_turn(batch, &mut Turn::default())
+            .await
+    }
+
+    /// [`Store::apply_engine_writes`] for a batch that may begin before the previous one has
+    /// committed (see [`Turn`]).
+    pub async fn apply_engine_writes_in_turn(
+        &self,
+        batch: &[&EngineWrites],
+        turn: &mut Turn,
+    ) -> anyhow::Result<Applied> {
         if batch.len() > 1 && batch.iter().any(|w| w.job.is_some()) {
             anyhow::bail!("a job status change is applied in a transaction of its own");
         }
-        if let Some(applied) = self.apply_batch(batch, false).await? {
+        if let Some(applied) = self.apply_batch(batch, false, turn).await? {
             return Ok(applied);
         }
         Ok(self
-            .apply_batch(batch, true)
+            .apply_batch(batch, true, turn)
             .await?
             .expect("a batch applied after reading its items always completes"))
     }
@@ -190,8 +240,19 @@ impl Store {
         &self,
         batch: &[&EngineWrites],
         read_first: bool,
+        turn: &mut Turn,
     ) -> anyhow::Result<Option<Applied>> {
         let mut tx = self.begin().await?;
+        if turn.overlaps() {
+            // A lock wait that [`Turn`] did not foresee (a transaction of another kind locking
+            // rows in another order) becomes an error after a while instead of a wait forever:
+            // the wait for the previous batch is one PostgreSQL cannot see.
+            on_tx!(&mut tx, t, pg => {
+                if pg {
+                    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut **t).await?;
+                }
+            });
+        }
         let mut applied = Applied {
             fenced: vec![false; batch.len()],
             ..Default::default()
@@ -321,6 +382,11 @@ impl Store {
                     return Ok(None);
                 }
             }
+        });
+        // What follows reads what the previous batch wrote (the records of started items,
+        // the counts of a recount) or orders events after its events: its turn.
+        turn.wait_for_previous().await;
+        on_tx!(&mut tx, t, pg => {
             if !started.is_empty() {
                 // In flight, and each one's record as it is now (after this batch's writes).
                 let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
