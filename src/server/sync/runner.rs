@@ -38,7 +38,10 @@ use tokio::{sync::Notify, task::JoinSet};
 
 /// Records a job may have under way per PEMS request its organization may have in flight: the
 /// others are being put in flight, wait for a permit, or have their outcome written meanwhile.
-const ITEMS_PER_PERMIT: usize = 4;
+/// At low PEMS latency an item spends most of its time waiting for the writer's transactions
+/// (two per item), so more items under way make larger batches and fewer transactions, on
+/// PostgreSQL above all, where each transaction is several round trips.
+const ITEMS_PER_PERMIT: usize = 16;
 
 type Tasks = JoinSet<(QueueItem, anyhow::Result<Outcome>)>;
 
