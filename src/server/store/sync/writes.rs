@@ -224,26 +224,30 @@ impl Store {
         if batch.len() > 1 && batch.iter().any(|w| w.job.is_some()) {
             anyhow::bail!("a job status change is applied in a transaction of its own");
         }
-        if let Some(applied) = self.apply_batch(batch, false, turn).await? {
+        // Taken before the first attempt, which may use up the turn's signals.
+        let overlapping = turn.overlaps();
+        if let Some(applied) = self.apply_batch(batch, false, turn, overlapping).await? {
             return Ok(applied);
         }
         Ok(self
-            .apply_batch(batch, true, turn)
+            .apply_batch(batch, true, turn, overlapping)
             .await?
             .expect("a batch applied after reading its items always completes"))
     }
 
     /// [`Store::apply_engine_writes`] in one transaction: None when `read_first` is false and
     /// an item was not in the status its caller expected (nothing is committed then); with
-    /// `read_first`, always Some.
+    /// `read_first`, always Some. `overlapping`: the batch overlaps another (see [`Turn`]),
+    /// in this attempt or an earlier one.
     async fn apply_batch(
         &self,
         batch: &[&EngineWrites],
         read_first: bool,
         turn: &mut Turn,
+        overlapping: bool,
     ) -> anyhow::Result<Option<Applied>> {
         let mut tx = self.begin().await?;
-        if turn.overlaps() {
+        if overlapping {
             // A lock wait that [`Turn`] did not foresee (a transaction of another kind locking
             // rows in another order) becomes an error after a while instead of a wait forever:
             // the wait for the previous batch is one PostgreSQL cannot see.
@@ -547,13 +551,54 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::{fixtures::with_job, *};
-    use crate::server::store::testing::for_each_store;
+    use crate::server::store::{
+        testing::{self, for_each_store},
+        Backend,
+    };
 
     fn started(ids: &[i64]) -> EngineWrites {
         EngineWrites {
             started: ids.to_vec(),
             ..Default::default()
         }
+    }
+
+    // A batch that overlaps another waits for it where PostgreSQL cannot see the wait, so a
+    // lock wait of its own ends in an error rather than in a deadlock nobody detects.
+    #[tokio::test]
+    async fn an_overlapping_batch_gives_up_a_lock_wait_on_postgresql() {
+        let (_dir, store) = testing::fresh(Backend::Postgres).await;
+        let (job, _) = with_job(&store).await;
+        let mut holder = store.begin().await.unwrap();
+        on_tx!(&mut holder, t, pg => {
+            assert!(pg);
+            sqlx::query("UPDATE sync_jobs SET retries = retries WHERE id = $1")
+                .bind(&job)
+                .execute(&mut **t)
+                .await
+                .unwrap();
+        });
+        let retry = EngineWrites {
+            retries: vec![job.clone()],
+            ..Default::default()
+        };
+        let (written, next_may_begin) = tokio::sync::oneshot::channel();
+        let mut turn = Turn {
+            written: Some(written),
+            previous: None,
+        };
+        let batch = [&retry];
+        let wait = store.apply_engine_writes_in_turn(&batch, &mut turn);
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .expect("the lock wait ends within 30 s")
+            .expect_err("the job's row stays locked");
+        assert!(format!("{e:#}").contains("lock timeout"), "{e:#}");
+        assert!(next_may_begin.await.is_err(), "the next batch was let go");
+
+        drop(holder);
+        let applied = store.apply_engine_writes(&[&retry]).await.unwrap();
+        assert_eq!(applied.fenced, [false], "applied once the lock is free");
     }
 
     for_each_store!(
