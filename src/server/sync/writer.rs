@@ -246,6 +246,21 @@ mod tests {
         Hub::new(store.clone(), retention, 64)
     }
 
+    /// A job of three items, all in flight, and the writer that started them.
+    async fn job_in_flight(store: &Store) -> (String, Vec<i64>, Writer) {
+        let (job, ids) = with_job(store).await;
+        let writer = Writer::spawn(store.clone(), hub(store));
+        for id in &ids {
+            writer.start(*id).await.unwrap();
+        }
+        (job, ids, writer)
+    }
+
+    async fn statuses(store: &Store, job: &str) -> Vec<ItemStatus> {
+        let items = store.items(job).await.unwrap();
+        items.iter().map(|i| i.status).collect()
+    }
+
     fn failed(job: &str, item_id: i64, pfa_id: &str) -> EngineWrites {
         EngineWrites {
             items: vec![ItemUpdate {
@@ -283,11 +298,7 @@ mod tests {
     for_each_store!(
         batches_keep_their_order_in_the_log_and_a_job_change_comes_after_them,
         |store| {
-            let (job, ids) = with_job(&store).await;
-            let writer = Writer::spawn(store.clone(), hub(&store));
-            for id in &ids {
-                writer.start(*id).await.unwrap();
-            }
+            let (job, ids, writer) = job_in_flight(&store).await;
             let n = 2 * MAX_BATCH + 10;
             let mut writes: Vec<EngineWrites> = (0..n)
                 .map(|i| {
@@ -345,13 +356,7 @@ mod tests {
                 );
                 assert_eq!(event.seq, logged[0].seq + i as u64, "no gap");
             }
-            let statuses: Vec<ItemStatus> = store
-                .items(&job)
-                .await
-                .unwrap()
-                .iter()
-                .map(|i| i.status)
-                .collect();
+            let statuses = statuses(&store, &job).await;
             assert_eq!(statuses, [ItemStatus::Failed; 3]);
         }
     );
@@ -361,11 +366,7 @@ mod tests {
     for_each_store!(
         a_bad_write_fails_alone_and_only_committed_writes_are_logged_in_order,
         |store| {
-            let (job, ids) = with_job(&store).await;
-            let writer = Writer::spawn(store.clone(), hub(&store));
-            for id in &ids {
-                writer.start(*id).await.unwrap();
-            }
+            let (job, ids, writer) = job_in_flight(&store).await;
             let record = store.record(ORG, "PFA-00001").await.unwrap().unwrap();
             // Version 1 of the record is in its history already (the seed): this write is refused.
             let bad = EngineWrites {
@@ -380,13 +381,7 @@ mod tests {
             );
             assert!(first.is_ok() && second.is_err() && third.is_ok());
 
-            let statuses: Vec<ItemStatus> = store
-                .items(&job)
-                .await
-                .unwrap()
-                .iter()
-                .map(|i| i.status)
-                .collect();
+            let statuses = statuses(&store, &job).await;
             assert_eq!(
                 statuses,
                 [ItemStatus::InFlight, ItemStatus::Failed, ItemStatus::Failed]
