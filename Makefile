@@ -19,7 +19,7 @@ SITE_ROOT := $(CURDIR)/target/site
 RELEASE_SITE_ROOT := $(CURDIR)/target/site-release
 
 .PHONY: help run run-cluster run-release test test-rust test-e2e test-e2e-debug test-e2e-release bench bench-quick baseline \
-        site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli postgres e2e-deps fmt lint
+        site-release tools wasm-target cargo-leptos wasm-bindgen wasm-opt chromium zopfli postgres e2e-deps fmt fmt-check lint
 
 help: ## Show this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ site-release: tools
 	LEPTOS_SITE_ROOT="$(RELEASE_SITE_ROOT)" cargo leptos build --release --split --precompress
 	find "$(RELEASE_SITE_ROOT)" -name '*.gz' -print0 | while IFS= read -r -d '' gz; do zopfli -c "$${gz%.gz}" > "$$gz"; done
 
-test: tools postgres e2e-deps test-rust bench-quick test-e2e ## Run every test: Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
+test: fmt-check lint tools postgres e2e-deps test-rust bench-quick test-e2e ## Run every test: style (rustfmt, clippy), Rust unit and black-box tests, the benchmark harness in quick mode, then Playwright (debug and release)
 
 # The black-box tests run twice: on SQLite files, then on databases of a throwaway PostgreSQL
 # (tests/common); the store's unit tests and tests/cluster.rs use PostgreSQL in both runs.
@@ -98,7 +98,10 @@ baseline: ## Build BASELINE's (a git ref) pfa-sync in release, in a worktree at 
 fmt: ## Format the code
 	cargo fmt
 
-lint: ## Clippy on the server and the browser build
+fmt-check: ## Fail if the code is not formatted
+	cargo fmt --check
+
+lint: wasm-target ## Clippy on the server and the browser build, warnings as errors
 	cargo clippy --features ssr --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
