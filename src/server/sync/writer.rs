@@ -165,40 +165,38 @@ async fn commit(
     done: Option<oneshot::Sender<()>>,
 ) {
     let writes: Vec<&EngineWrites> = batch.iter().map(|op| &op.writes).collect();
-    let result = store.apply_engine_writes_in_turn(&writes, &mut turn).await;
-    if result.is_err() {
-        // Never ahead of the previous batch, even when failing.
-        turn.wait_for_previous().await;
-    }
-    match result {
+    let e = match store.apply_engine_writes_in_turn(&writes, &mut turn).await {
         Ok(applied) => {
             hub.deliver(&applied.committed);
             drop(done);
             for (op, fenced) in batch.into_iter().zip(applied.fenced) {
                 answer(op, &applied.records, fenced);
             }
+            return;
         }
-        Err(e) if batch.len() > 1 => {
-            drop(done);
-            tracing::warn!(
-                callers = batch.len(),
-                "batched sync writes failed, applying them one by one: {e:#}"
-            );
-            for op in batch {
-                match store.apply_engine_writes(&[&op.writes]).await {
-                    Ok(applied) => {
-                        hub.deliver(&applied.committed);
-                        answer(op, &applied.records, applied.fenced[0]);
-                    }
-                    Err(e) => fail(op, e),
-                }
-            }
+        Err(e) => e,
+    };
+    // Never ahead of the previous batch, even when failing; the next batch does not wait for
+    // what follows.
+    turn.wait_for_previous().await;
+    drop(done);
+    if batch.len() == 1 {
+        for op in batch {
+            fail(op, anyhow::anyhow!("{e:#}"));
         }
-        Err(e) => {
-            drop(done);
-            for op in batch {
-                fail(op, anyhow::anyhow!("{e:#}"));
+        return;
+    }
+    tracing::warn!(
+        callers = batch.len(),
+        "batched sync writes failed, applying them one by one: {e:#}"
+    );
+    for op in batch {
+        match store.apply_engine_writes(&[&op.writes]).await {
+            Ok(applied) => {
+                hub.deliver(&applied.committed);
+                answer(op, &applied.records, applied.fenced[0]);
             }
+            Err(e) => fail(op, e),
         }
     }
 }
