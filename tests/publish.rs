@@ -104,6 +104,17 @@ async fn bad_payloads_get_422_with_every_field_error() {
         .await
         .unwrap();
     assert_eq!(response.status(), 422);
+    let big = json!({"type": "SYNC_PROGRESS", "jobId": "j", "progress": 1,
+                     "data": {"blob": "x".repeat(16 * 1024)}});
+    let (status, body) = server.publish("org-rio", &token, &big).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["fields"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("at most 16384"),
+        "{body}"
+    );
     // Nothing was published by the refused requests.
     assert_eq!(server.store.latest_seq("org-rio").await.unwrap(), 0);
 }

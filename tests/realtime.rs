@@ -280,7 +280,8 @@ async fn a_peer_that_answers_pings_stays_connected() {
     assert_eq!(server.hub.subscriber_count("org-rio"), 1);
 }
 
-/// Publishes `count` big events of `kind` for `job` (32 KiB each, to fill socket buffers).
+/// Publishes `count` big events of `kind` for `job` (15 KiB each, near the 16 KiB limit of a
+/// published event, to fill socket buffers).
 async fn publish_big(
     server: &TestServer,
     token: &str,
@@ -288,7 +289,7 @@ async fn publish_big(
     job: &str,
     count: usize,
 ) -> Vec<u64> {
-    let padding = "x".repeat(32 * 1024);
+    let padding = "x".repeat(15 * 1024);
     let mut seqs = Vec::with_capacity(count);
     for i in 0..count {
         let mut body = event(kind, job);
@@ -328,8 +329,8 @@ async fn a_reader_that_stops_reading_gets_coalesced_progress_then_4008_while_fas
         }
     });
 
-    // Phase 1: the slow reader does not read while 600 progress events of one job come.
-    let progress = publish_big(&server, &token, "SYNC_PROGRESS", "job-a", 600).await;
+    // Phase 1: the slow reader does not read while 1,200 progress events of one job come.
+    let progress = publish_big(&server, &token, "SYNC_PROGRESS", "job-a", 1200).await;
     let (_, checkpoint) = server
         .publish("org-rio", &token, &event("SYNC_SUCCESS", "checkpoint"))
         .await;
@@ -358,7 +359,7 @@ async fn a_reader_that_stops_reading_gets_coalesced_progress_then_4008_while_fas
     );
 
     // Phase 2: terminal events cannot be coalesced; the queue fills and the reader is closed.
-    let successes = publish_big(&server, &token, "SYNC_SUCCESS", "job-b", 600).await;
+    let successes = publish_big(&server, &token, "SYNC_SUCCESS", "job-b", 1200).await;
     let mut received = Vec::new();
     let code = loop {
         match next(&mut slow).await {

@@ -414,6 +414,16 @@ async fn command(socket: &mut Socket, kind: &str, job: &str, id: &str) -> Value 
     }
 }
 
+/// The next ERROR frame, past the events before it.
+async fn next_error(socket: &mut Socket) -> Value {
+    loop {
+        let frame = next(socket).await.json();
+        if frame["type"] == "ERROR" {
+            return frame;
+        }
+    }
+}
+
 async fn wait_status(server: &TestServer, token: &str, job_id: &str, status: &str) -> Value {
     for _ in 0..200 {
         let detail = job(server, token, job_id).await;
@@ -522,6 +532,71 @@ async fn pause_resume_cancel_and_retry_work_through_the_socket() {
         command(&mut watching, "PAUSE_SYNC", &third, "v-1").await["ok"],
         false
     );
+}
+
+#[tokio::test]
+async fn a_command_id_belongs_to_its_sender_command_and_job_and_a_refusal_is_not_kept() {
+    let server = server_with(|c| c.sync.concurrency_per_org = 1).await;
+    let planner = server.token("planner", &[]).await;
+    let viewer = server.token("viewer", &[]).await;
+    set_faults(&server, json!({"latencyMs": 100})).await;
+    let drafts: Vec<Value> = (1..=8)
+        .map(|n| json!({"pfaId": pfa(n), "changes": {"notes": format!("k{n}")}}))
+        .collect();
+    save(&server, &planner, json!(drafts)).await;
+    let (mut planning, _) = server
+        .subscribe(ORG, &Auth::Bearer(planner.clone()), None)
+        .await;
+    let (mut watching, _) = server
+        .subscribe(ORG, &Auth::Bearer(viewer.clone()), None)
+        .await;
+    let job_id = commit(&server, &planner).await;
+
+    let refused = command(&mut watching, "PAUSE_SYNC", &job_id, "c-1").await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    let paused = command(&mut planning, "PAUSE_SYNC", &job_id, "c-1").await;
+    assert_eq!(
+        paused["ok"], true,
+        "the viewer's refusal is not the planner's answer: {paused}"
+    );
+    wait_status(&server, &planner, &job_id, "paused").await;
+    let resumed = command(&mut planning, "RESUME_SYNC", &job_id, "c-1").await;
+    assert_eq!(
+        (resumed["ok"].as_bool(), resumed["message"].as_str()),
+        (
+            Some(true),
+            Some(format!("resume job {job_id}: now running").as_str())
+        ),
+        "the same id with another command is another command"
+    );
+    assert_eq!(
+        command(&mut planning, "PAUSE_SYNC", &job_id, "c-1").await,
+        paused,
+        "a repeat of the same command gets its first answer"
+    );
+    let events = until_job_ends(&mut planning, &job_id).await;
+    assert_eq!(
+        events.last().unwrap()["data"]["jobStatus"],
+        "completed",
+        "the repeated pause changed nothing"
+    );
+    assert_eq!(server.store.command_answers_kept().await.unwrap(), 2);
+
+    // Refused before they reach the store: ids longer than the protocol allows.
+    let long_job = "j".repeat(60_000);
+    for n in 0..2_000 {
+        send_text(
+            &mut watching,
+            json!({"type": "PAUSE_SYNC", "jobId": long_job, "commandId": format!("x-{n}")})
+                .to_string(),
+        )
+        .await;
+        assert_eq!(next_error(&mut watching).await["code"], "INVALID_COMMAND");
+    }
+    let long_id = json!({"type": "PAUSE_SYNC", "jobId": job_id, "commandId": "c".repeat(129)});
+    send_text(&mut planning, long_id.to_string()).await;
+    assert_eq!(next_error(&mut planning).await["code"], "INVALID_COMMAND");
+    assert_eq!(server.store.command_answers_kept().await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -708,6 +783,8 @@ async fn invalid_deltas_get_422_with_field_messages_and_nothing_is_stored() {
             { "pfaId": pfa(3), "changes": { "monthlyRate": -5 } },
             { "pfaId": pfa(4), "changes": { "pfaId": "PFA-X", "version": 9 } },
             { "pfaId": pfa(5), "changes": { "forecastStart": 20260101 } },
+            { "pfaId": pfa(6), "changes": { "notes": "x" }, "baseVersion": 0 },
+            { "pfaId": pfa(7), "changes": { "notes": "x" }, "baseVersion": 2 },
             { "pfaId": "PFA-99999", "changes": { "notes": "x" } }
         ]),
     )
@@ -728,6 +805,13 @@ async fn invalid_deltas_get_422_with_field_messages_and_nothing_is_stored() {
         .unwrap()
         .contains("date"));
     assert!(f["PFA-99999"]["pfaId"].is_string());
+    for n in [6, 7] {
+        assert_eq!(
+            f[pfa(n)]["baseVersion"],
+            "must be from 1 to the record's version, 1",
+            "a base version above the record's would skip the conflict check: {f}"
+        );
+    }
     assert!(f[pfa(1)].is_null(), "valid drafts are not flagged");
     let (_, drafts) = server
         .api("GET", &format!("/api/orgs/{ORG}/drafts"), &editor, None)
@@ -736,6 +820,79 @@ async fn invalid_deltas_get_422_with_field_messages_and_nothing_is_stored() {
         drafts["items"].as_array().unwrap().len(),
         0,
         "nothing half-saved"
+    );
+}
+
+#[tokio::test]
+async fn oversized_selections_reasons_and_pages_get_422_and_repeated_ids_count_once() {
+    let server = server().await;
+    let planner = server.token("planner", &[]).await;
+    let commit_with = |body: Value| {
+        let (server, planner) = (&server, &planner);
+        async move {
+            server
+                .api(
+                    "POST",
+                    &format!("/api/orgs/{ORG}/drafts/commit"),
+                    planner,
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let (status, body) = commit_with(json!({"reason": "r".repeat(1001)})).await;
+    assert_eq!(
+        (status, &body["fields"]["reason"]),
+        (422, &json!("at most 1000 characters"))
+    );
+    let many: Vec<String> = (0..5001).map(pfa).collect();
+    let (status, body) = commit_with(json!({ "pfaIds": many })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["fields"]["pfaIds"].as_str().unwrap().contains("5000"));
+    let (status, body) = server
+        .api(
+            "POST",
+            &format!("/api/orgs/{ORG}/drafts/discard"),
+            &planner,
+            Some(json!({ "pfaIds": many })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = save(
+        &server,
+        &planner,
+        json!([{ "pfaId": pfa(1), "changes": { "notes": "x" }, "reason": "r".repeat(1001) }]),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+
+    save(
+        &server,
+        &planner,
+        json!([{ "pfaId": pfa(1), "changes": { "notes": "once" } }]),
+    )
+    .await;
+    let repeated: Vec<String> = std::iter::repeat_n(pfa(1), 5000).collect();
+    let (status, body) =
+        commit_with(json!({ "pfaIds": repeated, "reason": "r".repeat(1000) })).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["job"]["total"], 1, "a repeated id is one record");
+
+    let (status, body) = server
+        .api(
+            "GET",
+            &format!(
+                "/api/orgs/{ORG}/records?page={}&pageSize=5000",
+                i64::MAX / 2
+            ),
+            &planner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["fields"]["page"].is_string()),
+        (422, true),
+        "{body}"
     );
 }
 

@@ -73,6 +73,11 @@ pub enum CommandKind {
     RetrySync,
 }
 
+/// The longest `jobId` a command may name (the server's job ids have 20 characters).
+pub const MAX_JOB_ID_CHARS: usize = 64;
+/// The longest `commandId` a client may choose.
+pub const MAX_COMMAND_ID_CHARS: usize = 128;
+
 /// A command from the client: `{"type":"PAUSE_SYNC","jobId":"…","commandId":"…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -82,6 +87,18 @@ pub struct ClientCommand {
     pub job_id: String,
     /// Chosen by the client; a repeated id is answered with the first outcome, not re-applied.
     pub command_id: String,
+}
+
+impl CommandKind {
+    /// The name on the wire, e.g. `PAUSE_SYNC`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PauseSync => "PAUSE_SYNC",
+            Self::ResumeSync => "RESUME_SYNC",
+            Self::CancelSync => "CANCEL_SYNC",
+            Self::RetrySync => "RETRY_SYNC",
+        }
+    }
 }
 
 /// Why an inbound message was not a command.
@@ -125,13 +142,13 @@ impl ClientCommand {
         }
         let command: Self =
             serde_json::from_value(value).map_err(|e| CommandParseError::Invalid(e.to_string()))?;
-        if command.job_id.is_empty()
-            || command.command_id.is_empty()
-            || command.command_id.len() > 128
+        let chars = |s: &str| s.chars().count();
+        if !(1..=MAX_JOB_ID_CHARS).contains(&chars(&command.job_id))
+            || !(1..=MAX_COMMAND_ID_CHARS).contains(&chars(&command.command_id))
         {
-            return Err(CommandParseError::Invalid(
-                "jobId and commandId must be non-empty (commandId at most 128 characters)".into(),
-            ));
+            return Err(CommandParseError::Invalid(format!(
+                "jobId must have 1 to {MAX_JOB_ID_CHARS} characters and commandId 1 to {MAX_COMMAND_ID_CHARS}"
+            )));
         }
         Ok(command)
     }

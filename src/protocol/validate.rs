@@ -9,6 +9,9 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// The largest published event, as JSON with its seq and organization.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+
 /// Field name -> what is wrong with it.
 pub type FieldErrors = BTreeMap<String, String>;
 
@@ -130,8 +133,8 @@ pub fn event_for_publish(body: &Value, org: &str) -> Result<SyncEvent, FieldErro
     {
         errors.insert("progress".into(), "required for SYNC_PROGRESS".into());
     }
-    match (errors.is_empty(), kind, job_id, timestamp) {
-        (true, Some(kind), Some(job_id), Some(timestamp)) => Ok(SyncEvent {
+    let event = match (errors.is_empty(), kind, job_id, timestamp) {
+        (true, Some(kind), Some(job_id), Some(timestamp)) => SyncEvent {
             kind,
             job_id,
             pfa_id,
@@ -141,9 +144,24 @@ pub fn event_for_publish(body: &Value, org: &str) -> Result<SyncEvent, FieldErro
             data,
             seq: None,
             organization_id: None,
-        }),
-        _ => Err(errors),
+        },
+        _ => return Err(errors),
+    };
+    // Measured as sent: with the organization and the largest seq.
+    let sent = SyncEvent {
+        seq: Some(u64::MAX),
+        organization_id: Some(org.to_owned()),
+        ..event.clone()
+    };
+    let size = serde_json::to_vec(&sent).map_or(usize::MAX, |json| json.len());
+    if size > MAX_EVENT_BYTES {
+        errors.insert(
+            "body".into(),
+            format!("the event is {size} bytes as sent; at most {MAX_EVENT_BYTES}"),
+        );
+        return Err(errors);
     }
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -164,6 +182,15 @@ mod tests {
             let event = event_for_publish(&body, "org-rio").unwrap();
             assert_eq!(event.job_id, "sync-job-123");
         }
+    }
+
+    #[test]
+    fn an_event_over_16_kib_as_sent_is_refused() {
+        let body = |text: &str| json!({"type": "SYNC_PROGRESS", "jobId": "j", "progress": 5, "data": {"note": text}});
+        let fits = event_for_publish(&body(&"x".repeat(15_000)), "org-rio").unwrap();
+        assert!(serde_json::to_vec(&fits).unwrap().len() < MAX_EVENT_BYTES);
+        let errors = event_for_publish(&body(&"x".repeat(MAX_EVENT_BYTES)), "org-rio").unwrap_err();
+        assert!(errors["body"].contains("at most 16384"), "{errors:?}");
     }
 
     #[test]

@@ -38,12 +38,39 @@ pub struct Selection {
     reason: Option<String>,
 }
 
-/// An optional JSON body: empty means "all of my drafts".
+/// The longest reason a draft or a commit may give, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// An optional JSON body: empty means "all of my drafts". At most [`MAX_BATCH`] `pfaIds`
+/// (a repeated id counts once) and a reason of at most [`MAX_REASON_CHARS`].
 fn optional_selection(body: &[u8]) -> Result<Selection, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Selection::default());
     }
-    serde_json::from_slice(body).map_err(|e| AppError::field("body", e.to_string()))
+    let mut selection: Selection =
+        serde_json::from_slice(body).map_err(|e| AppError::field("body", e.to_string()))?;
+    if let Some(ids) = &mut selection.pfa_ids {
+        if ids.len() > MAX_BATCH {
+            return Err(AppError::field(
+                "pfaIds",
+                format!("at most {MAX_BATCH} records per request"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        ids.retain(|id| seen.insert(id.clone()));
+    }
+    if too_long(selection.reason.as_deref()) {
+        return Err(AppError::field("reason", reason_limit()));
+    }
+    Ok(selection)
+}
+
+fn too_long(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+}
+
+fn reason_limit() -> String {
+    format!("at most {MAX_REASON_CHARS} characters")
 }
 
 /// `PUT /api/orgs/{org}/drafts`: every draft is validated against its record; any error -> 422
@@ -70,18 +97,25 @@ pub async fn save(
         let mut fail = |message: Value| {
             errors.insert(input.pfa_id.clone(), message);
         };
-        if input
-            .reason
-            .as_ref()
-            .is_some_and(|r| r.chars().count() > 1000)
-        {
-            fail(json!({"reason": "at most 1000 characters"}));
+        if too_long(input.reason.as_deref()) {
+            fail(json!({ "reason": reason_limit() }));
             continue;
         }
         let Some(record) = records.get(&input.pfa_id) else {
             fail(json!({"pfaId": "no such record"}));
             continue;
         };
+        // A base version above the record's would hide every PEMS change made since from the
+        // conflict check.
+        if input
+            .base_version
+            .is_some_and(|v| !(1..=record.version).contains(&v))
+        {
+            fail(json!({
+                "baseVersion": format!("must be from 1 to the record's version, {}", record.version)
+            }));
+            continue;
+        }
         let checked =
             Delta::parse(&input.changes).and_then(|delta| delta.apply(record).map(|_| delta));
         match checked {

@@ -62,6 +62,9 @@ pub async fn list(
     if !(1..=5000).contains(&page_size) {
         return Err(AppError::field("pageSize", "must be 1 to 5000"));
     }
+    let offset = (page - 1)
+        .checked_mul(page_size)
+        .ok_or_else(|| AppError::field("page", "too large for this pageSize"))?;
     let (sort, descending) = match params.sort.as_deref() {
         None => (RecordSort::PfaId, false),
         Some(raw) => {
@@ -85,7 +88,7 @@ pub async fn list(
         drafts_of_user: principal.user_id,
         sort,
         descending,
-        offset: (page - 1) * page_size,
+        offset,
         limit: page_size,
     };
     let (records, total) = state.store.records(&org, &query).await?;

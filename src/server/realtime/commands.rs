@@ -1,20 +1,21 @@
 //! Sync commands sent over the socket (PAUSE_SYNC, RESUME_SYNC, CANCEL_SYNC, RETRY_SYNC):
-//! role-checked, applied once per `commandId` and answered with COMMAND_RESULT. Answers are
-//! kept in the database, so a repeat sent to any instance gets the first answer again and
-//! changes nothing; a successful command's answer is recorded with its state change.
+//! role-checked, applied once and answered with COMMAND_RESULT. An applied command's answer
+//! is recorded with its state change, under its sender, command and job as well as its id
+//! ([`CommandKey`]), so a repeat sent to any instance gets the first answer again and changes
+//! nothing. A refusal is not recorded: a repeat is decided anew.
 
 use crate::{
     domain::{role::Role, sync::JobCommand},
     protocol::frames::CommandKind,
     protocol::frames::{ClientCommand, ControlFrame},
     server::{
-        store::commands::{CommandAnswer, CommandRecord},
+        store::commands::{CommandAnswer, CommandKey},
         sync::engine::{CommandError, Engine},
     },
 };
 
 /// Applies `command` for a member of `org` with `role` (`user`: id and name), once per
-/// command id.
+/// sender, command id, command and job.
 pub async fn handle(
     engine: &Engine,
     org: &str,
@@ -35,36 +36,29 @@ pub async fn handle(
             message: "internal error; see the server log".into(),
         })
     };
+    let key = CommandKey {
+        org: org.to_owned(),
+        user_id: user.0,
+        command_id: command.command_id.clone(),
+        command: command.kind.as_str(),
+        job_id: command.job_id.clone(),
+    };
     let store = engine.store();
-    match store.command_answer(org, &command.command_id).await {
+    match store.command_answer(&key).await {
         Ok(Some(first)) => return frame(first),
         Ok(None) => {}
         Err(e) => return internal(e),
     }
-    let applied = apply(engine, org, role, user, &command).await;
-    let answer = match applied {
-        Ok(message) => CommandAnswer { ok: true, message },
-        Err(Refusal::Failed(message)) => {
-            // Perhaps a repeat applied meanwhile on another instance: then its answer counts.
-            return match store.command_answer(org, &command.command_id).await {
-                Ok(Some(first)) => frame(first),
-                Ok(None) => frame(CommandAnswer { ok: false, message }),
-                Err(e) => internal(e),
-            };
-        }
-        Err(Refusal::Refused(message)) => {
-            let record = CommandRecord {
-                org: org.to_owned(),
-                command_id: command.command_id.clone(),
-                answer: CommandAnswer { ok: false, message },
-            };
-            match store.record_command(&record).await {
-                Ok(first) => first,
-                Err(e) => return internal(e),
-            }
-        }
-    };
-    frame(answer)
+    match apply(engine, role, user, &command, key.clone()).await {
+        Ok(message) => frame(CommandAnswer { ok: true, message }),
+        Err(Refusal::Refused(message)) => frame(CommandAnswer { ok: false, message }),
+        // Perhaps a repeat was applied meanwhile on another instance: then its answer counts.
+        Err(Refusal::Failed(message)) => match store.command_answer(&key).await {
+            Ok(Some(first)) => frame(first),
+            Ok(None) => frame(CommandAnswer { ok: false, message }),
+            Err(e) => internal(e),
+        },
+    }
 }
 
 /// Why a command changed nothing.
@@ -77,11 +71,12 @@ enum Refusal {
 
 async fn apply(
     engine: &Engine,
-    org: &str,
     role: Role,
     (user_id, username): (i64, &str),
     command: &ClientCommand,
+    key: CommandKey,
 ) -> Result<String, Refusal> {
+    let org = key.org.clone();
     if !role.can_sync() {
         return Err(Refusal::Refused(format!(
             "the {role} role cannot send sync commands; planner or admin required"
@@ -95,11 +90,11 @@ async fn apply(
     };
     engine
         .command(
-            org,
+            &org,
             &command.job_id,
             kind,
             (Some(user_id), username),
-            Some(&command.command_id),
+            Some(key),
         )
         .await
         .map_err(|e| match e {

@@ -36,8 +36,10 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Events read from the log per replay query.
+/// Events read from the log per replay query, and the payload bytes a page stops at: one page
+/// is in memory at a time (a published event has at most 16 KiB).
 const REPLAY_PAGE: u32 = 500;
+const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 /// Initial read buffer of a socket. Clients send only small commands, and tungstenite grows
 /// the buffer for a larger message; its 128 KiB default, allocated per socket up front, was
 /// most of a connection's memory (docs/benchmarks.md).
@@ -288,7 +290,7 @@ async fn replay(
                 let page = p
                     .hub
                     .store()
-                    .events_between(&p.org, after, head, REPLAY_PAGE)
+                    .events_between(&p.org, after, head, REPLAY_PAGE, REPLAY_PAGE_BYTES)
                     .await
                     .map_err(|e| tracing::error!("replay read failed: {e:#}"))?;
                 // Pruned between the plan and this read: the gap can no longer be filled.

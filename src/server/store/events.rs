@@ -327,23 +327,30 @@ impl Store {
         Ok(seq.map(|s| s as u64))
     }
 
-    /// Events with `after < seq <= upto`, in order, at most `limit`.
+    /// Events with `after < seq <= upto`, in order: at most `limit`, and no more than the
+    /// first that reach `max_bytes` of payload (always at least one).
     pub async fn events_between(
         &self,
         org: &str,
         after: u64,
         upto: u64,
         limit: u32,
+        max_bytes: usize,
     ) -> anyhow::Result<Vec<LoggedEvent>> {
         let rows: Vec<(i64, String)> = on_pool!(self.db(), pool, pg => {
-            sqlx::query_as(
-                "SELECT seq, payload FROM events WHERE org_id = $1 AND seq > $2 AND seq <= $3
-                 ORDER BY seq LIMIT $4",
-            )
+            let bytes = if pg { "octet_length(payload)" } else { "length(CAST(payload AS BLOB))" };
+            sqlx::query_as(&format!(
+                "SELECT seq, payload FROM (
+                     SELECT seq, payload, SUM({bytes}) OVER (ORDER BY seq) - {bytes} AS before
+                     FROM (SELECT seq, payload FROM events WHERE org_id = $1 AND seq > $2 AND seq <= $3
+                           ORDER BY seq LIMIT $4) AS first_rows
+                 ) AS page WHERE before < $5 ORDER BY seq"
+            ))
             .bind(org)
             .bind(after as i64)
             .bind(upto as i64)
             .bind(i64::from(limit))
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
             .fetch_all(pool)
             .await?
         });
@@ -460,10 +467,42 @@ mod tests {
             assert_eq!(store.latest_seq("org-rio").await.unwrap(), 2);
             let next = store.append_events(vec![rio("c")]).await.unwrap();
             assert_eq!(next[0].seq, 3, "a seq is never given twice");
-            let logged = store.events_between("org-rio", 0, 10, 10).await.unwrap();
+            let logged = store
+                .events_between("org-rio", 0, 10, 10, usize::MAX)
+                .await
+                .unwrap();
             assert_eq!(logged.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
         }
     );
+
+    for_each_store!(a_page_of_events_stops_at_its_byte_bound, |store| {
+        let batch = (0..5)
+            .map(|n| ("org-rio".to_owned(), event(&format!("job-{n}"))))
+            .collect();
+        store.append_events(batch).await.unwrap();
+        let all = store
+            .events_between("org-rio", 0, 10, 10, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 5);
+        let seqs = |page: Vec<LoggedEvent>| page.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let page = |max_bytes| store.events_between("org-rio", 0, 10, 10, max_bytes);
+        assert_eq!(seqs(page(1).await.unwrap()), [1], "at least one");
+        let two = all[0].payload.len() + 1;
+        assert_eq!(seqs(page(two).await.unwrap()), [1, 2]);
+        let three = all[0].payload.len() + all[1].payload.len() + 1;
+        assert_eq!(seqs(page(three).await.unwrap()), [1, 2, 3]);
+        assert_eq!(
+            seqs(
+                store
+                    .events_between("org-rio", 2, 10, 2, usize::MAX)
+                    .await
+                    .unwrap()
+            ),
+            [3, 4],
+            "the count bound still holds"
+        );
+    });
 
     for_each_store!(
         events_of_several_orgs_get_their_own_seqs_in_order,
@@ -506,7 +545,10 @@ mod tests {
         assert_eq!(tx.append_events(rio("z"), "test").await.unwrap()[0].seq, 3);
         tx.commit().await.unwrap();
         assert_eq!(store.append_events(rio("z2")).await.unwrap()[0].seq, 4);
-        let logged = store.events_between("org-rio", 0, 10, 10).await.unwrap();
+        let logged = store
+            .events_between("org-rio", 0, 10, 10, usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(
             logged.iter().map(|e| e.seq).collect::<Vec<_>>(),
             [1, 2, 3, 4]
@@ -537,7 +579,10 @@ mod tests {
             "{}",
             appended[0].payload
         );
-        let logged = a.events_between("org-rio", 0, 10, 10).await.unwrap();
+        let logged = a
+            .events_between("org-rio", 0, 10, 10, usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(
             logged.iter().map(|e| e.seq).collect::<Vec<_>>(),
             [1, 2, 3, 4]

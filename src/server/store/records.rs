@@ -605,8 +605,14 @@ type DraftRow = (String, String, i64, Option<String>, String);
 
 /// The drafts among `rows` of the given records (all when `pfa_ids` is None).
 fn drafts_from(rows: Vec<DraftRow>, pfa_ids: Option<&[String]>) -> anyhow::Result<Vec<Draft>> {
+    let wanted: Option<std::collections::HashSet<&str>> =
+        pfa_ids.map(|ids| ids.iter().map(String::as_str).collect());
     rows.into_iter()
-        .filter(|(pfa_id, ..)| pfa_ids.is_none_or(|ids| ids.contains(pfa_id)))
+        .filter(|(pfa_id, ..)| {
+            wanted
+                .as_ref()
+                .is_none_or(|ids| ids.contains(pfa_id.as_str()))
+        })
         .map(|(pfa_id, changes, base_version, reason, updated_at)| {
             Ok(Draft {
                 pfa_id,

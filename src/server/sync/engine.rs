@@ -10,7 +10,7 @@ use crate::{
     server::{
         realtime::hub::Hub,
         store::{
-            commands::{CommandAnswer, CommandRecord},
+            commands::{CommandAnswer, CommandKey, CommandRecord},
             conflicts::AuditEntry,
             sync::{new_id, EngineWrites, Job, JobChange},
             Backend, Store,
@@ -236,6 +236,8 @@ impl Engine {
     /// status change, what it does to the items, the audit entry and the event that reports it
     /// are one transaction, applied only if the job is still in the status the command was
     /// decided on (read again and decided anew, a few times, when it is not).
+    /// An applied command's answer is recorded under `answer_key`, when given, in the same
+    /// transaction.
     #[tracing::instrument(skip(self))]
     pub async fn command(
         &self,
@@ -243,7 +245,7 @@ impl Engine {
         job_id: &str,
         command: JobCommand,
         user: (Option<i64>, &str),
-        command_id: Option<&str>,
+        answer_key: Option<CommandKey>,
     ) -> Result<String, CommandError> {
         let store = &self.inner.store;
         let internal = |e: anyhow::Error| {
@@ -301,9 +303,8 @@ impl Engine {
                 writes.events.push((org.to_owned(), event));
             }
             let message = format!("{} job {job_id}: now {}", command.verb(), next.as_str());
-            writes.command = command_id.map(|id| CommandRecord {
-                org: org.to_owned(),
-                command_id: id.to_owned(),
+            writes.command = answer_key.clone().map(|key| CommandRecord {
+                key,
                 answer: CommandAnswer {
                     ok: true,
                     message: message.clone(),

@@ -344,7 +344,10 @@ mod tests {
                 assert!(!answer.await.unwrap().unwrap().fenced);
             }
 
-            let logged = store.events_between(ORG, 0, 10_000, 10_000).await.unwrap();
+            let logged = store
+                .events_between(ORG, 0, 10_000, 10_000, usize::MAX)
+                .await
+                .unwrap();
             assert_eq!(logged.len(), n + 1);
             for (i, (event, expected)) in logged.iter().zip(&expected).enumerate() {
                 assert!(
@@ -384,7 +387,10 @@ mod tests {
                 statuses,
                 [ItemStatus::InFlight, ItemStatus::Failed, ItemStatus::Failed]
             );
-            let logged = store.events_between(ORG, 0, 100, 100).await.unwrap();
+            let logged = store
+                .events_between(ORG, 0, 100, 100, usize::MAX)
+                .await
+                .unwrap();
             assert_eq!(logged.len(), 2, "nothing logged for the refused write");
             assert!(logged[0].payload.contains("PFA-00002"), "in order");
             assert!(logged[1].payload.contains("PFA-00003"), "in order");

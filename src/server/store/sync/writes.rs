@@ -106,7 +106,8 @@ pub struct EngineWrites {
     pub audit: Vec<AuditEntry>,
     /// The events that report these writes: (organization, event), appended in order.
     pub events: Vec<(String, SyncEvent)>,
-    /// The answer of the sync command these writes apply (recorded once per command id).
+    /// The answer of the sync command these writes apply (recorded once per sender, command
+    /// id, command and job).
     pub command: Option<CommandRecord>,
 }
 
