@@ -87,16 +87,59 @@ async fn bad_login_bodies_are_refused_with_a_message() {
     assert!(body["fields"]["body"].is_string(), "{body}");
 }
 
+/// Signs in as if from `client`, behind a trusted proxy on loopback that says so.
+async fn login_from(server: &TestServer, client: &str, user: &str, password: &str) -> u16 {
+    server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("origin", server.origin())
+        .header("x-forwarded-for", client)
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn behind_proxy(adjust: impl FnOnce(&mut pfa_sync::server::config::Config)) -> TestServer {
+    TestServer::spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        adjust(c);
+    })
+    .await
+}
+
 #[tokio::test]
-async fn login_brute_force_is_throttled_per_user() {
-    let server = TestServer::spawn_with(|c| c.login_per_user_per_min = 5).await;
-    for _ in 0..5 {
-        assert_eq!(server.login_response("admin", "guess").await.status(), 401);
+async fn failed_logins_from_one_address_lock_that_address_not_the_user() {
+    let server = behind_proxy(|c| c.login_per_user_addr_per_min = 10).await;
+    for _ in 0..10 {
+        assert_eq!(
+            login_from(&server, "203.0.113.7", "planner", "guess").await,
+            401
+        );
     }
-    let throttled = server.login_response("admin", "pfa-demo").await;
-    assert_eq!(throttled.status(), 429, "even the right password waits");
+    assert_eq!(
+        login_from(&server, "198.51.100.9", "planner", "pfa-demo").await,
+        200,
+        "the planner signs in from another address"
+    );
+    let response = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("origin", server.origin())
+        .header("x-forwarded-for", "203.0.113.7")
+        .json(&json!({"username": "planner", "password": "pfa-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        429,
+        "the guessing address waits, right password or not"
+    );
     assert!(
-        throttled.headers()["retry-after"]
+        response.headers()["retry-after"]
             .to_str()
             .unwrap()
             .parse::<u64>()
@@ -104,7 +147,45 @@ async fn login_brute_force_is_throttled_per_user() {
             >= 1
     );
     assert_eq!(
-        server.login_response("viewer", "pfa-demo").await.status(),
+        login_from(&server, "203.0.113.7", "viewer", "pfa-demo").await,
+        200,
+        "other users of that address are not locked out"
+    );
+}
+
+#[tokio::test]
+async fn successful_logins_are_not_counted() {
+    let server = behind_proxy(|c| {
+        c.login_per_user_addr_per_min = 3;
+        c.login_per_user_per_min = 3;
+        c.login_per_addr_per_min = 3;
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            login_from(&server, "203.0.113.7", "planner", "pfa-demo").await,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn guessing_one_user_from_many_addresses_meets_the_per_user_cap() {
+    let server = behind_proxy(|c| {
+        c.login_per_user_addr_per_min = 10;
+        c.login_per_user_per_min = 5;
+    })
+    .await;
+    for n in 1..=5 {
+        let client = format!("203.0.113.{n}");
+        assert_eq!(login_from(&server, &client, "admin", "guess").await, 401);
+    }
+    assert_eq!(
+        login_from(&server, "198.51.100.9", "admin", "pfa-demo").await,
+        429
+    );
+    assert_eq!(
+        login_from(&server, "198.51.100.9", "viewer", "pfa-demo").await,
         200,
         "other users are not locked out"
     );

@@ -165,11 +165,22 @@ pub struct ServeArgs {
     #[arg(long, env = "PFA_SYNC_SESSION_TTL_HOURS", default_value_t = 12)]
     pub session_ttl_hours: u64,
 
-    /// Login attempts a minute allowed per username (also the burst).
-    #[arg(long, env = "PFA_SYNC_LOGIN_PER_USER_PER_MIN", default_value_t = 10)]
+    /// Failed sign-ins a minute allowed per username from one client address (also the burst).
+    #[arg(
+        long,
+        env = "PFA_SYNC_LOGIN_PER_USER_ADDR_PER_MIN",
+        default_value_t = 10
+    )]
+    pub login_per_user_addr_per_min: u32,
+
+    /// Failed sign-ins a minute allowed per username from all addresses together (also the
+    /// burst): higher than per address, so that guessing from elsewhere does not lock the user
+    /// out at once.
+    #[arg(long, env = "PFA_SYNC_LOGIN_PER_USER_PER_MIN", default_value_t = 100)]
     pub login_per_user_per_min: u32,
 
-    /// Login attempts a minute allowed per client address (also the burst).
+    /// Failed sign-ins a minute allowed per client address, whatever the username (also the
+    /// burst).
     #[arg(long, env = "PFA_SYNC_LOGIN_PER_ADDR_PER_MIN", default_value_t = 60)]
     pub login_per_addr_per_min: u32,
 
@@ -245,6 +256,7 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub secure_cookies: bool,
     pub session_ttl: Duration,
+    pub login_per_user_addr_per_min: u32,
     pub login_per_user_per_min: u32,
     pub login_per_addr_per_min: u32,
     pub heartbeat: Duration,
@@ -271,6 +283,7 @@ impl From<ServeArgs> for Config {
             trusted_proxies: args.trusted_proxies,
             secure_cookies: args.secure_cookies,
             session_ttl: Duration::from_secs(args.session_ttl_hours * 3600),
+            login_per_user_addr_per_min: args.login_per_user_addr_per_min,
             login_per_user_per_min: args.login_per_user_per_min,
             login_per_addr_per_min: args.login_per_addr_per_min,
             heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),

@@ -1,7 +1,10 @@
 //! Builds the application (store, PEMS, router, listener) and runs it until shutdown.
 
 use super::{
-    auth::{self, throttle::LoginThrottle},
+    auth::{
+        self,
+        throttle::{LoginThrottle, Quotas},
+    },
     config::{Config, Mode},
     http,
     realtime::{self, hub::Hub},
@@ -79,8 +82,11 @@ impl Application {
         let hub = Hub::new(store.clone(), retention, config.ws_outbox_capacity);
         let login_throttle = LoginThrottle::new(
             store.clone(),
-            config.login_per_user_per_min,
-            config.login_per_addr_per_min,
+            Quotas {
+                per_user_addr: config.login_per_user_addr_per_min,
+                per_user: config.login_per_user_per_min,
+                per_addr: config.login_per_addr_per_min,
+            },
         );
         spawn_housekeeping(hub.clone(), login_throttle.clone(), shutdown.clone());
         let pems_client = PemsClient::new(&pems_url, config.pems_timeout)?;

@@ -109,6 +109,7 @@ async fn login(
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     if !verify_password(request.password, hash).await {
         tracing::info!(%client, "login failed");
+        state.login_throttle.failed(&username, client).await?;
         return Err(AppError::InvalidCredentials);
     }
     let user = user.expect("verified users exist");

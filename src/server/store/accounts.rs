@@ -302,6 +302,31 @@ impl Store {
         Ok(Err((tat.max(now_ms) + interval - now_ms - tolerance).max(1)))
     }
 
+    /// Whether [`Store::throttle`] would admit one more for `key` now, without counting it:
+    /// `Err(ms)` to wait otherwise.
+    pub async fn throttle_peek(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> anyhow::Result<Result<(), i64>> {
+        let per_minute = i64::from(per_minute.max(1));
+        let interval = 60_000 / per_minute;
+        let tolerance = interval * per_minute;
+        let tat: Option<i64> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar("SELECT tat FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(match tat {
+            Some(tat) if tat.max(now_ms) + interval - now_ms > tolerance => {
+                Err(tat.max(now_ms) + interval - now_ms - tolerance)
+            }
+            _ => Ok(()),
+        })
+    }
+
     /// Forgets idle throttle keys; returns how many.
     pub async fn prune_throttle(&self, now_ms: i64) -> anyhow::Result<u64> {
         Ok(on_pool!(self.db(), pool, pg => {
