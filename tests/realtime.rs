@@ -411,6 +411,133 @@ async fn a_message_over_64_kib_closes_with_1009() {
 }
 
 #[tokio::test]
+async fn a_client_that_floods_pings_is_closed_with_1008_while_health_stays_fast() {
+    use futures::{FutureExt, SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::spawn().await;
+    let viewer = Auth::Bearer(server.token("viewer", &[]).await);
+    let (mut socket, _) = server.subscribe("org-rio", &viewer, None).await;
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let health = tokio::spawn({
+        let (client, url, flooding) = (
+            server.client.clone(),
+            server.url("/health"),
+            flooding.clone(),
+        );
+        async move {
+            let mut slowest = Duration::ZERO;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                let status = client.get(&url).send().await.unwrap().status();
+                assert_eq!(status, 200);
+                slowest = slowest.max(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            slowest
+        }
+    });
+    // Pings in batches, without reading, except to notice the server's close.
+    let (mut sent, mut code) = (0u32, None);
+    'flood: while sent < 1_000_000 {
+        for _ in 0..100 {
+            if socket
+                .feed(Message::Ping(Default::default()))
+                .await
+                .is_err()
+            {
+                break 'flood;
+            }
+            sent += 1;
+        }
+        if socket.flush().await.is_err() {
+            break;
+        }
+        // The server runs on this test's runtime: let it read what was sent.
+        tokio::task::yield_now().await;
+        while let Some(message) = socket.next().now_or_never() {
+            match message {
+                Some(Ok(Message::Close(Some(close)))) => {
+                    code = Some(u16::from(close.code));
+                    break 'flood;
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => break 'flood,
+            }
+        }
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(code, Some(1008), "after {sent} pings");
+    assert!(sent < 10_000, "closed early: {sent} pings");
+    let slowest = health.await.unwrap();
+    assert!(
+        slowest < Duration::from_millis(100),
+        "/health took {slowest:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_pings_now_and_then_stays_connected() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::spawn().await;
+    let token = admin_token(&server).await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Bearer(token.clone()), None)
+        .await;
+    // The whole burst at once, then more at the sustained rate.
+    for n in 0..60 {
+        socket
+            .send(Message::Ping(Default::default()))
+            .await
+            .unwrap();
+        if n >= 45 {
+            tokio::time::sleep(Duration::from_millis(110)).await;
+        }
+    }
+    server
+        .publish("org-rio", &token, &event("SYNC_SUCCESS", "still-here"))
+        .await;
+    assert_eq!(next_event(&mut socket).await["jobId"], "still-here");
+}
+
+#[tokio::test]
+async fn a_user_gets_at_most_the_configured_sockets_and_the_next_is_closed_with_4429() {
+    let server = TestServer::spawn().await;
+    let viewer = Auth::Bearer(server.token("viewer", &[]).await);
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        open.push(server.subscribe("org-rio", &viewer, None).await.0);
+    }
+    for _ in 0..10 {
+        let mut refused = server
+            .ws("org-rio", &viewer, None, None)
+            .await
+            .expect("upgraded");
+        assert_eq!(close_code(&mut refused).await, 4429);
+    }
+    let planner = Auth::Bearer(server.token("planner", &[]).await);
+    server.subscribe("org-rio", &planner, None).await;
+    // Closing one makes room for one.
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..100 {
+        let mut socket = server
+            .ws("org-rio", &viewer, None, None)
+            .await
+            .expect("upgraded");
+        match next(&mut socket).await {
+            Frame::Json(connected) if connected["type"] == "CONNECTED" => {
+                reopened = Some(socket);
+                break;
+            }
+            Frame::Close(4429, _) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(reopened.is_some(), "a closed socket frees its place");
+}
+
+#[tokio::test]
 async fn malformed_input_gets_an_error_frame_and_the_socket_stays_open() {
     let server = TestServer::spawn().await;
     let token = admin_token(&server).await;

@@ -582,6 +582,35 @@ async fn a_command_id_belongs_to_its_sender_command_and_job_and_a_refusal_is_not
     );
     assert_eq!(server.store.command_answers_kept().await.unwrap(), 2);
 
+    // A command is audited under who sent it, not under the job's owner.
+    let admin = server.token("admin", &[]).await;
+    let (mut administering, _) = server
+        .subscribe(ORG, &Auth::Bearer(admin.clone()), None)
+        .await;
+    save(
+        &server,
+        &planner,
+        json!([{"pfaId": pfa(9), "changes": {"notes": "a"}},
+                                   {"pfaId": pfa(10), "changes": {"notes": "b"}}]),
+    )
+    .await;
+    let second = commit(&server, &planner).await;
+    let cancelled = command(&mut administering, "CANCEL_SYNC", &second, "c-1").await;
+    assert_eq!(cancelled["ok"], true, "{cancelled}");
+    let (_, audit) = server
+        .api("GET", &format!("/api/orgs/{ORG}/audit"), &admin, None)
+        .await;
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "sync.cancel")
+        .unwrap_or_else(|| panic!("no sync.cancel in {audit}"));
+    assert_eq!(
+        (&entry["username"], &entry["target"]),
+        (&json!("admin"), &json!(second))
+    );
+
     // Refused before they reach the store: ids longer than the protocol allows.
     let long_job = "j".repeat(60_000);
     for n in 0..2_000 {
@@ -596,7 +625,7 @@ async fn a_command_id_belongs_to_its_sender_command_and_job_and_a_refusal_is_not
     let long_id = json!({"type": "PAUSE_SYNC", "jobId": job_id, "commandId": "c".repeat(129)});
     send_text(&mut planning, long_id.to_string()).await;
     assert_eq!(next_error(&mut planning).await["code"], "INVALID_COMMAND");
-    assert_eq!(server.store.command_answers_kept().await.unwrap(), 2);
+    assert_eq!(server.store.command_answers_kept().await.unwrap(), 3);
 }
 
 #[tokio::test]

@@ -201,6 +201,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PFA_SYNC_WS_OUTBOX_CAPACITY", default_value_t = 256)]
     pub ws_outbox_capacity: usize,
 
+    /// WebSockets one user may have open on this instance at once; the next is closed with
+    /// 4429.
+    #[arg(long, env = "PFA_SYNC_WS_MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub ws_max_sockets_per_user: usize,
+
     /// In dev mode, do not load the demo PFA records (the demo users are still created).
     #[arg(long, env = "PFA_SYNC_NO_DEMO_DATA")]
     pub no_demo_data: bool,
@@ -263,6 +268,7 @@ pub struct Config {
     pub event_log_max_events: u64,
     pub event_log_max_age: Duration,
     pub ws_outbox_capacity: usize,
+    pub ws_max_sockets_per_user: usize,
     pub sync: crate::server::sync::engine::EngineSettings,
     pub pems_timeout: Duration,
     /// Load the demo records in dev mode.
@@ -290,6 +296,7 @@ impl From<ServeArgs> for Config {
             event_log_max_events: args.event_log_max_events.max(1),
             event_log_max_age: Duration::from_secs(args.event_log_max_age_hours * 3600),
             ws_outbox_capacity: args.ws_outbox_capacity.max(4),
+            ws_max_sockets_per_user: args.ws_max_sockets_per_user.max(1),
             sync: crate::server::sync::engine::EngineSettings {
                 concurrency_per_org: args.sync_concurrency.max(1),
                 rate_per_org: args.pems_rate.max(1),

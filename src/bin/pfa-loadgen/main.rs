@@ -31,6 +31,9 @@ const PASSWORD: &str = "bench-password";
 /// Sync engine limits of the bench server: the defaults (4 requests in flight, 50 a second per
 /// organization) protect a real PEMS and would make a 10,000-record sync last 200 s.
 const SYNC_FLAGS: [&str; 2] = ["--sync-concurrency=16", "--pems-rate=20000"];
+/// Flags for this build's servers only (a baseline binary may not know them): every
+/// subscriber signs in as the one bench user, which the per-user socket limit would refuse.
+const OWN_FLAGS: [&str; 1] = ["--ws-max-sockets-per-user=100000"];
 /// Body bytes of the frame the kernel-floor rows write: about the size of a bench event as
 /// the subscribers receive it.
 const FLOOR_PAYLOAD: usize = 200;
@@ -186,10 +189,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Data and accounts go in before the server starts, through the library.
     let token = prepare_store(&database_url, sizes.sync_records).await?;
     let sim = procs::start_simulator(&bin, &dir, "pems-sim").await?;
-    let server_args: Vec<String> = SYNC_FLAGS
+    let baseline_args: Vec<String> = SYNC_FLAGS
         .iter()
         .map(|f| f.to_string())
         .chain(args.server_args.iter().cloned())
+        .collect();
+    let server_args: Vec<String> = OWN_FLAGS
+        .iter()
+        .map(|f| f.to_string())
+        .chain(baseline_args.iter().cloned())
         .collect();
     let server = procs::start_server(
         &bin,
@@ -222,7 +230,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if wants("fanout") {
         let baseline = match &args.baseline_bin {
             Some(bin) => Some(
-                Baseline::start(bin, &dir, &args.site_root, &server_args, client.clone())
+                Baseline::start(bin, &dir, &args.site_root, &baseline_args, client.clone())
                     .await
                     .with_context(|| format!("baseline {}", bin.display()))?,
             ),

@@ -7,7 +7,7 @@
 
 use super::{
     commands,
-    hub::{Hub, ReplayPlan},
+    hub::{Hub, ReplayPlan, SocketSlot},
     outbox::{ControlWriter, Frame, Outbox},
     upgrade::Io,
 };
@@ -19,7 +19,9 @@ use crate::{
     },
 };
 use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::{
+    num::NonZeroU32,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -58,6 +60,8 @@ pub struct Params {
     pub since: Option<u64>,
     pub heartbeat: Duration,
     pub shutdown: CancellationToken,
+    /// Counts this socket against its user's limit while it is open.
+    pub slot: SocketSlot,
 }
 
 /// What the receive task asks the send task to do.
@@ -78,6 +82,15 @@ fn reader_config() -> WebSocketConfig {
         .write_buffer_size(0)
         .max_message_size(Some(4 * close_codes::MAX_INBOUND_MESSAGE))
         .max_frame_size(Some(4 * close_codes::MAX_INBOUND_MESSAGE))
+}
+
+/// The pings and pongs a client may send: [`close_codes::CONTROL_FRAMES_PER_SEC`] a second
+/// on average, [`close_codes::CONTROL_FRAMES_BURST`] at once. Each one costs the server a
+/// read and, for a ping, a pong; a client over the budget is closed with 1008.
+fn control_budget() -> DefaultDirectRateLimiter {
+    let per_sec = NonZeroU32::new(close_codes::CONTROL_FRAMES_PER_SEC).expect("not zero");
+    let burst = NonZeroU32::new(close_codes::CONTROL_FRAMES_BURST).expect("not zero");
+    RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
 }
 
 /// Closes a socket that may not subscribe (4401 / 4403) before any event.
@@ -157,9 +170,13 @@ pub async fn serve(io: Io, p: Params) {
             p.username.clone(),
         );
         async move {
+            let control_budget = control_budget();
             while let Some(message) = stream.next().await {
                 last_seen.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 let reply = match message {
+                    Ok(Message::Ping(_) | Message::Pong(_)) if control_budget.check().is_err() => {
+                        Outgoing::Close(close_codes::POLICY_VIOLATION, "too many control frames")
+                    }
                     Ok(Message::Text(text)) if text.len() > close_codes::MAX_INBOUND_MESSAGE => {
                         Outgoing::Close(close_codes::MESSAGE_TOO_BIG, "message over 64 KiB")
                     }
@@ -192,7 +209,21 @@ pub async fn serve(io: Io, p: Params) {
                     }
                 };
                 let closing = matches!(reply, Outgoing::Close(..));
-                if to_sender.send(reply).await.is_err() || closing {
+                if to_sender.send(reply).await.is_err() {
+                    break;
+                }
+                if closing {
+                    // Read on (and discard) until the client answers the close: a socket
+                    // closed with input still unread is reset, and a reset can take the
+                    // close frame with it before the client reads it.
+                    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                        while let Some(Ok(message)) = stream.next().await {
+                            if message.is_close() {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                     break;
                 }
             }

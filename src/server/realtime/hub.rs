@@ -49,7 +49,32 @@ struct Inner {
     outbox_capacity: usize,
     orgs: Mutex<HashMap<String, Arc<OrgChannel>>>,
     connections: Mutex<HashMap<u64, ConnectionEntry>>,
+    /// Open sockets per user id, held by [`SocketSlot`]s.
+    user_sockets: Mutex<HashMap<i64, usize>>,
     next_id: AtomicU64,
+}
+
+/// One of a user's sockets on this instance, counted until dropped.
+pub struct SocketSlot {
+    hub: Hub,
+    user_id: i64,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .hub
+            .inner
+            .user_sockets
+            .lock()
+            .expect("user sockets lock");
+        if let Some(count) = counts.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 /// Frames a shard takes from its channel per pass.
@@ -293,6 +318,7 @@ impl Hub {
                 outbox_capacity,
                 orgs: Mutex::default(),
                 connections: Mutex::default(),
+                user_sockets: Mutex::default(),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -588,6 +614,20 @@ impl Hub {
             oldest => ReplayPlan::ResyncRequired {
                 oldest_seq: oldest.unwrap_or(head + 1),
             },
+        })
+    }
+
+    /// Counts a socket of `user_id` unless the user has `max` open here already.
+    pub fn claim_socket(&self, user_id: i64, max: usize) -> Option<SocketSlot> {
+        let mut counts = self.inner.user_sockets.lock().expect("user sockets lock");
+        let count = counts.entry(user_id).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot {
+            hub: self.clone(),
+            user_id,
         })
     }
 

@@ -91,6 +91,17 @@ impl Frame {
     }
 }
 
+/// Whether `wire` is exactly one pong frame as the server writes it (unmasked, FIN set; a
+/// control frame's payload has at most 125 bytes).
+fn is_pong(wire: &[u8]) -> bool {
+    match wire {
+        [first, second, payload @ ..] => {
+            *first == 0x80 | 0x0A && *second & 0x80 == 0 && usize::from(*second) == payload.len()
+        }
+        _ => false,
+    }
+}
+
 fn encode(frame: WsFrame) -> Bytes {
     let mut wire = Vec::with_capacity(frame.len());
     frame.format(&mut wire).expect("a frame formats into a Vec");
@@ -197,6 +208,21 @@ impl Outbox {
         let mut st = self.state.lock().expect("outbox lock");
         if st.close.is_none() && !st.broken {
             st.control.push_back(frame);
+        }
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// Queues a pong written by the frame reader in place of one still queued: RFC 6455
+    /// (5.5.3) lets an endpoint answer only the latest ping, so a client that pings and never
+    /// reads has at most one pong waiting.
+    pub fn send_pong(&self, frame: Frame) {
+        let mut st = self.state.lock().expect("outbox lock");
+        if st.close.is_none() && !st.broken {
+            match st.control.iter_mut().find(|f| is_pong(&f.wire)) {
+                Some(queued) => *queued = frame,
+                None => st.control.push_back(frame),
+            }
         }
         drop(st);
         self.notify.notify_one();
@@ -414,7 +440,12 @@ impl AsyncWrite for ControlWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.0.send_control(Frame::raw(Bytes::copy_from_slice(buf)));
+        let frame = Frame::raw(Bytes::copy_from_slice(buf));
+        if is_pong(buf) {
+            self.0.send_pong(frame);
+        } else {
+            self.0.send_control(frame);
+        }
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -577,6 +608,50 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(outbox.flush(Duration::from_millis(100)).await, Err(Gone));
         assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_a_trickle_makes_flush_fail_after_the_timeout_all_the_same() {
+        let (outbox, mut peer) = pipe(64, 4);
+        for n in 0..50 {
+            outbox.send_control(Frame::text(format!("control frame {n}")));
+        }
+        let trickle = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            while peer.read_exact(&mut byte).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let started = std::time::Instant::now();
+        assert_eq!(outbox.flush(Duration::from_millis(200)).await, Err(Gone));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        trickle.abort();
+    }
+
+    #[tokio::test]
+    async fn a_pong_replaces_the_pong_still_queued() {
+        let (outbox, _peer) = pipe(64, 4);
+        let pong = |payload: &'static [u8]| encode(WsFrame::pong(Bytes::from_static(payload)));
+        assert!(is_pong(&pong(b"1")) && is_pong(&pong(b"")));
+        assert!(!is_pong(&Frame::ping().wire) && !is_pong(&Frame::text("x").wire));
+        let mut reader = ControlWriter(outbox.clone());
+        for n in 0..10_000u32 {
+            let wire = encode(WsFrame::pong(Bytes::from(n.to_string())));
+            tokio::io::AsyncWriteExt::write_all(&mut reader, &wire)
+                .await
+                .unwrap();
+        }
+        outbox.send_control(Frame::text("after"));
+        tokio::io::AsyncWriteExt::write_all(&mut reader, &pong(b"last"))
+            .await
+            .unwrap();
+        let queued = outbox.state.lock().unwrap().control.clone();
+        assert_eq!(queued.len(), 2, "one pong and the text frame");
+        assert_eq!(&queued[0].wire[..], &pong(b"last")[..], "the latest answer");
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //!
 //! Order of checks: a plain GET gets 426; a foreign `Origin` gets 403 (no socket at all:
 //! cross-site WebSocket hijacking); then the socket is upgraded and closed with 4401 (not
-//! signed in) or 4403 (not a member) before any event; members get CONNECTED, the replay
-//! asked for with `?since=N`, then live events.
+//! signed in), 4403 (not a member) or 4429 (the user has `--ws-max-sockets-per-user` open on
+//! this instance) before any event; members get CONNECTED, the replay asked for with
+//! `?since=N`, then live events.
 
 use super::{
     connection::{self, Params},
@@ -95,6 +96,21 @@ pub async fn sync_socket(
             )
         });
     };
+    let max = state.config.ws_max_sockets_per_user;
+    let Some(slot) = state.hub.claim_socket(principal.user_id, max) else {
+        tracing::warn!(
+            user = principal.username,
+            max,
+            "socket refused: too many open"
+        );
+        return upgrade.respond(|socket| {
+            connection::refuse(
+                socket,
+                close_codes::TOO_MANY_SOCKETS,
+                "too many open sockets for this user",
+            )
+        });
+    };
     let params = Params {
         hub: state.hub.clone(),
         engine: state.engine.clone(),
@@ -106,6 +122,7 @@ pub async fn sync_socket(
         since,
         heartbeat: state.config.heartbeat,
         shutdown: state.shutdown.clone(),
+        slot,
     };
     upgrade.respond(move |socket| connection::serve(socket, params))
 }
