@@ -405,3 +405,162 @@ async fn the_cli_creates_users_and_tokens() {
     let missing = run(&["token", "create", "--user", "nobody", "--database-url", &db]);
     assert!(!missing.status.success());
 }
+
+/// How long a socket may stay open after losing its authority: the check runs at each
+/// heartbeat (500 ms here), plus the close.
+const WITHIN_A_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+async fn closed_within_a_heartbeat(socket: &mut common::Socket, expected: u16, what: &str) {
+    let started = std::time::Instant::now();
+    assert_eq!(close_code(socket).await, expected, "{what}");
+    assert!(
+        started.elapsed() < WITHIN_A_HEARTBEAT,
+        "{what}: closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn lost_authority_closes_open_sockets_within_a_heartbeat() {
+    use pfa_sync::server::accounts_cli;
+    let server = TestServer::spawn_with(|c| {
+        c.heartbeat = std::time::Duration::from_millis(500);
+        c.session_ttl = std::time::Duration::from_secs(3);
+    })
+    .await;
+    let me = |auth: Auth| {
+        let server = &server;
+        async move {
+            let request = server.client.get(server.url("/api/auth/me"));
+            let request = match auth {
+                Auth::Bearer(t) => request.bearer_auth(t),
+                Auth::Cookie(c) => request.header("cookie", c),
+                Auth::None => request,
+            };
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+
+    // A revoked token.
+    server.user("tess", &["org-rio:viewer"]).await;
+    let token = server.token("tess", &[]).await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Bearer(token.clone()), None)
+        .await;
+    let id = accounts_cli::list_tokens(&server.store, "tess")
+        .await
+        .unwrap()[0]
+        .id;
+    accounts_cli::revoke_token(&server.store, id).await.unwrap();
+    closed_within_a_heartbeat(&mut socket, 4401, "token revoked").await;
+    assert_eq!(me(Auth::Bearer(token)).await, 401);
+
+    // A removed user.
+    server.user("gone", &["org-rio:planner"]).await;
+    let token = server.token("gone", &[]).await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Bearer(token.clone()), None)
+        .await;
+    accounts_cli::remove_user(&server.store, "gone")
+        .await
+        .unwrap();
+    closed_within_a_heartbeat(&mut socket, 4401, "user removed").await;
+    assert_eq!(me(Auth::Bearer(token)).await, 401);
+    assert_eq!(
+        server.login_response("gone", "password-123").await.status(),
+        401
+    );
+
+    // A removed membership: the other organization's socket stays open.
+    server
+        .user("mo", &["org-rio:planner", "org-portarthur:viewer"])
+        .await;
+    let token = server.token("mo", &[]).await;
+    let (mut rio, _) = server
+        .subscribe("org-rio", &Auth::Bearer(token.clone()), None)
+        .await;
+    let (mut portarthur, _) = server
+        .subscribe("org-portarthur", &Auth::Bearer(token.clone()), None)
+        .await;
+    accounts_cli::set_role(&server.store, "mo", "org-rio:none")
+        .await
+        .unwrap();
+    closed_within_a_heartbeat(&mut rio, 4403, "membership removed").await;
+    let (status, _) = server
+        .api("GET", "/api/orgs/org-rio/records", &token, None)
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        common::next_within(&mut portarthur, std::time::Duration::from_millis(1200))
+            .await
+            .is_some_and(|f| matches!(f, common::Frame::Json(_))),
+        "still open in the organization it belongs to (heartbeats arrive)"
+    );
+
+    // An expired session (3 s here).
+    let cookie = server.login("viewer", "pfa-demo").await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Cookie(cookie.clone()), None)
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(close_code(&mut socket).await, 4401, "session expired");
+    let after = started.elapsed();
+    assert!(
+        after < std::time::Duration::from_secs(3) + WITHIN_A_HEARTBEAT,
+        "closed {after:?} after sign-in"
+    );
+    assert_eq!(me(Auth::Cookie(cookie)).await, 401);
+}
+
+#[tokio::test]
+async fn a_lowered_role_takes_effect_on_the_next_command() {
+    use pfa_sync::server::accounts_cli;
+    let server = TestServer::spawn().await;
+    server.user("lou", &["org-rio:planner"]).await;
+    let token = server.token("lou", &[]).await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Bearer(token), None)
+        .await;
+    accounts_cli::set_role(&server.store, "lou", "org-rio:viewer")
+        .await
+        .unwrap();
+    common::send_text(
+        &mut socket,
+        json!({"type": "PAUSE_SYNC", "jobId": "job-1", "commandId": "c-1"}).to_string(),
+    )
+    .await;
+    let answer = common::next(&mut socket).await.json();
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("viewer role"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn signing_in_ends_the_session_the_browser_presented() {
+    let server = TestServer::spawn().await;
+    let first = server.login("viewer", "pfa-demo").await;
+    let (mut socket, _) = server
+        .subscribe("org-rio", &Auth::Cookie(first.clone()), None)
+        .await;
+    let response = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("origin", server.origin())
+        .header("cookie", &first)
+        .json(&json!({"username": "planner", "password": "pfa-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(close_code(&mut socket).await, 4401);
+    let me = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401, "the old session is revoked");
+}

@@ -33,15 +33,58 @@ pub async fn main() -> ExitCode {
             }
             .await
         }
-        Some(Command::Token(TokenCommand::Create {
-            user,
-            scopes,
+        Some(Command::User(UserCommand::Remove { name, database })) => {
+            async {
+                let store = Store::connect(&database.database_url).await?;
+                accounts_cli::remove_user(&store, &name).await?;
+                println!("removed user {name}");
+                Ok(())
+            }
+            .await
+        }
+        Some(Command::User(UserCommand::SetRole {
+            name,
+            member,
             database,
         })) => {
             async {
                 let store = Store::connect(&database.database_url).await?;
-                let token = accounts_cli::create_token(&store, &user, &scopes).await?;
+                accounts_cli::set_role(&store, &name, &member).await?;
+                println!("{name}: {member}");
+                Ok(())
+            }
+            .await
+        }
+        Some(Command::Token(TokenCommand::Create {
+            user,
+            scopes,
+            expires_in_days,
+            database,
+        })) => {
+            async {
+                let store = Store::connect(&database.database_url).await?;
+                let token =
+                    accounts_cli::create_token(&store, &user, &scopes, expires_in_days).await?;
                 println!("{token}");
+                Ok(())
+            }
+            .await
+        }
+        Some(Command::Token(TokenCommand::List { user, database })) => {
+            async {
+                let store = Store::connect(&database.database_url).await?;
+                for token in accounts_cli::list_tokens(&store, &user).await? {
+                    println!("{}", accounts_cli::token_line(&token));
+                }
+                Ok(())
+            }
+            .await
+        }
+        Some(Command::Token(TokenCommand::Revoke { id, database })) => {
+            async {
+                let store = Store::connect(&database.database_url).await?;
+                accounts_cli::revoke_token(&store, id).await?;
+                println!("revoked token {id}");
                 Ok(())
             }
             .await

@@ -55,6 +55,23 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Remove a user: no more sign-in, sessions and tokens revoked (open sockets close within
+    /// a heartbeat), memberships deleted; jobs, history and the audit trail keep the name.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Set a user's role in an organization, e.g. `user set-role ana --member org-rio:viewer`;
+    /// `ORG:none` removes the membership. Takes effect on the user's next request or command.
+    SetRole {
+        name: String,
+        /// ORG:ROLE; ROLE is viewer, editor, planner, admin or none.
+        #[arg(long = "member")]
+        member: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +84,23 @@ pub enum TokenCommand {
         /// Extra scope; `publish` allows the publish API in the user's organizations.
         #[arg(long = "scope", value_parser = ["publish"])]
         scopes: Vec<String>,
+        /// Days until the token expires (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List a user's tokens: id, scopes, created, expiry or revocation (never the tokens).
+    List {
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a token by the id `token list` shows; sockets opened with it close within a
+    /// heartbeat.
+    Revoke {
+        id: i64,
         #[command(flatten)]
         database: DatabaseArgs,
     },

@@ -219,7 +219,8 @@ fn router(state: AppState) -> Router {
 /// How long a sync command's answer is kept for repeats (a day).
 const COMMAND_ANSWERS_KEPT_MS: i64 = 24 * 3600 * 1000;
 
-/// Periodic upkeep: age-based pruning of the event log, forgetting idle throttle keys.
+/// Periodic upkeep: age-based pruning of the event log and of command answers, forgetting
+/// idle throttle keys and old sessions.
 fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -233,6 +234,11 @@ fn spawn_housekeeping(hub: Hub, throttle: LoginThrottle, shutdown: CancellationT
                     }
                     if let Err(e) = throttle.shrink().await {
                         tracing::warn!("cannot prune login throttling: {e:#}");
+                    }
+                    // Sessions that expired or were revoked over a day ago are deleted.
+                    let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+                    if let Err(e) = hub.store().purge_sessions(day_ago).await {
+                        tracing::warn!("cannot purge old sessions: {e:#}");
                     }
                 }
             }

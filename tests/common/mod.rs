@@ -161,7 +161,7 @@ impl TestServer {
     /// A bearer token for `user` with `scopes`.
     pub async fn token(&self, user: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        accounts_cli::create_token(&self.store, user, &scopes)
+        accounts_cli::create_token(&self.store, user, &scopes, None)
             .await
             .expect("token created")
     }

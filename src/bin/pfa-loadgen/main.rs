@@ -1012,6 +1012,6 @@ async fn prepare_store(database_url: &str, sync_records: usize) -> anyhow::Resul
         &[format!("{ORG}:admin"), format!("{SYNC_ORG}:admin")],
     )
     .await?;
-    let token = accounts_cli::create_token(&store, USER, &["publish".to_owned()]).await?;
+    let token = accounts_cli::create_token(&store, USER, &["publish".to_owned()], None).await?;
     Ok(token)
 }

@@ -3,7 +3,11 @@
 use super::{secrets::secret_hash, SESSION_COOKIE};
 use crate::{
     domain::role::Role,
-    server::{error::AppError, state::AppState, store::accounts::Membership},
+    server::{
+        error::AppError,
+        state::AppState,
+        store::accounts::{Credential, Membership},
+    },
 };
 use axum::{
     extract::{FromRef, FromRequestParts, OptionalFromRequestParts},
@@ -16,8 +20,11 @@ use axum_extra::extract::CookieJar;
 pub enum AuthVia {
     /// Browser session; the hash identifies it for revocation.
     Session { id_hash: String },
-    /// Bearer token with its scopes.
-    Token { scopes: Vec<String> },
+    /// Bearer token with its scopes; the hash identifies it for revocation.
+    Token {
+        token_hash: String,
+        scopes: Vec<String>,
+    },
 }
 
 /// An authenticated caller and their memberships.
@@ -38,7 +45,15 @@ impl Principal {
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
-        matches!(&self.via, AuthVia::Token { scopes } if scopes.iter().any(|s| s == scope))
+        matches!(&self.via, AuthVia::Token { scopes, .. } if scopes.iter().any(|s| s == scope))
+    }
+
+    /// The credential, to check again later (an open socket, at every heartbeat).
+    pub fn credential(&self) -> Credential {
+        match &self.via {
+            AuthVia::Session { id_hash } => Credential::Session(id_hash.clone()),
+            AuthVia::Token { token_hash, .. } => Credential::Token(token_hash.clone()),
+        }
     }
 
     pub fn session_hash(&self) -> Option<&str> {
@@ -67,10 +82,11 @@ pub async fn authenticate(
 ) -> Result<Option<Principal>, AppError> {
     let store = &state.store;
     let (user_id, via) = if let Some(token) = bearer_token(headers) {
-        match store.token_user(&secret_hash(token)).await? {
+        let token_hash = secret_hash(token);
+        match store.token_user(&token_hash).await? {
             Some((user_id, scopes)) => {
                 let scopes = scopes.split_whitespace().map(str::to_owned).collect();
-                (user_id, AuthVia::Token { scopes })
+                (user_id, AuthVia::Token { token_hash, scopes })
             }
             None => return Ok(None),
         }

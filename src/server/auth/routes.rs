@@ -113,6 +113,13 @@ async fn login(
         return Err(AppError::InvalidCredentials);
     }
     let user = user.expect("verified users exist");
+    // The session this browser held until now (perhaps another user's) ends here.
+    if let Some(old) = jar.get(SESSION_COOKIE) {
+        let id_hash = secret_hash(old.value());
+        if state.store.revoke_session(&id_hash).await? {
+            state.hub.disconnect_session(&id_hash);
+        }
+    }
 
     let session = new_secret("");
     let ttl = state.config.session_ttl;

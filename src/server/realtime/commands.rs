@@ -14,12 +14,12 @@ use crate::{
     },
 };
 
-/// Applies `command` for a member of `org` with `role` (`user`: id and name), once per
-/// sender, command id, command and job.
+/// Applies `command` for a member of `org` (`user`: id and name), once per sender, command id,
+/// command and job. The role is read at each command, so a lowered role or a removed
+/// membership takes effect on the next one.
 pub async fn handle(
     engine: &Engine,
     org: &str,
-    role: Role,
     user: (i64, &str),
     command: ClientCommand,
 ) -> ControlFrame {
@@ -44,6 +44,16 @@ pub async fn handle(
         job_id: command.job_id.clone(),
     };
     let store = engine.store();
+    let role = match store.member_role(user.0, org).await {
+        Ok(Some(role)) => role,
+        Ok(None) => {
+            return frame(CommandAnswer {
+                ok: false,
+                message: format!("you are no longer a member of {org}"),
+            })
+        }
+        Err(e) => return internal(e),
+    };
     match store.command_answer(&key).await {
         Ok(Some(first)) => return frame(first),
         Ok(None) => {}

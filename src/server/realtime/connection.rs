@@ -17,6 +17,7 @@ use crate::{
         close_codes,
         frames::{ClientCommand, ControlFrame},
     },
+    server::store::accounts::{Credential, Standing},
 };
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -57,6 +58,9 @@ pub struct Params {
     pub username: String,
     pub role: Role,
     pub session: Option<String>,
+    /// Checked again at every heartbeat: a revoked or expired credential, a removed user or
+    /// a removed membership closes the socket (4401 / 4403).
+    pub credential: Credential,
     pub since: Option<u64>,
     pub heartbeat: Duration,
     pub shutdown: CancellationToken,
@@ -161,11 +165,10 @@ pub async fn serve(io: Io, p: Params) {
     )
     .await;
     let mut receiver = tokio::spawn({
-        let (last_seen, engine, org, role, user_id, username) = (
+        let (last_seen, engine, org, user_id, username) = (
             last_seen.clone(),
             p.engine.clone(),
             p.org.clone(),
-            p.role,
             p.user_id,
             p.username.clone(),
         );
@@ -187,8 +190,7 @@ pub async fn serve(io: Io, p: Params) {
                     }
                     Ok(Message::Text(text)) => match ClientCommand::parse(&text) {
                         Ok(command) => Outgoing::Frame(
-                            commands::handle(&engine, &org, role, (user_id, &username), command)
-                                .await,
+                            commands::handle(&engine, &org, (user_id, &username), command).await,
                         ),
                         Err(error) => Outgoing::Frame(error.to_frame()),
                     },
@@ -257,6 +259,19 @@ pub async fn serve(io: Io, p: Params) {
                         tracing::info!(connection = subscription.id, "peer stopped answering; dropping it");
                         break;
                     }
+                }
+                match p.hub.store().standing(&p.credential, p.user_id, &p.org).await {
+                    Ok(Standing::Member(_)) => {}
+                    Ok(Standing::SignedOut) => outbox.close(
+                        close_codes::UNAUTHENTICATED,
+                        "signed out: the session or token was revoked or expired",
+                    ),
+                    Ok(Standing::NotMember) => outbox.close(
+                        close_codes::FORBIDDEN,
+                        "no longer a member of this organization",
+                    ),
+                    // The socket stays; the next heartbeat checks again.
+                    Err(e) => tracing::warn!("cannot check the socket's credential: {e:#}"),
                 }
                 last_ping = Some(start.elapsed().as_millis() as u64);
                 outbox.send_control(control(&ControlFrame::Heartbeat {

@@ -119,6 +119,7 @@ pub async fn sync_socket(
         username: principal.username.clone(),
         role,
         session: principal.session_hash().map(str::to_owned),
+        credential: principal.credential(),
         since,
         heartbeat: state.config.heartbeat,
         shutdown: state.shutdown.clone(),

@@ -8,6 +8,41 @@ use chrono::{DateTime, Utc};
 /// The PostgreSQL channel of revoked sessions; the payload is the session's id hash.
 pub const SESSIONS_CHANNEL: &str = "pfa_sync_sessions";
 
+/// What a socket's credential still allows in its organization (checked at every heartbeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Member(Role),
+    /// The session or token is revoked or expired, or the user removed.
+    SignedOut,
+    /// The user is no longer a member of the organization.
+    NotMember,
+}
+
+/// The credential a caller signed in with, by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(String),
+    Token(String),
+}
+
+/// An API token as `token list` shows it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub scopes: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// id, scopes, created_at, expires_at, revoked_at.
+type TokenRow = (i64, String, String, Option<String>, Option<String>);
+
+/// Whether an RFC 3339 expiry is still in the future (an unreadable one is not).
+fn live_until(expires: &str) -> bool {
+    DateTime::parse_from_rfc3339(expires).is_ok_and(|e| e > Utc::now())
+}
+
 /// A user as the server knows them after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -117,7 +152,8 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> anyhow::Result<Option<UserRecord>> {
         let row: Option<(i64, String, String)> = on_pool!(self.db(), pool, pg => {
             sqlx::query_as(
-                "SELECT id, username, password_hash FROM users WHERE lower(username) = lower($1)",
+                "SELECT id, username, password_hash FROM users
+                 WHERE lower(username) = lower($1) AND removed_at IS NULL",
             )
             .bind(username)
             .fetch_optional(pool)
@@ -132,7 +168,9 @@ impl Store {
 
     pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<UserRecord>> {
         let row: Option<(i64, String, String)> = on_pool!(self.db(), pool, pg => {
-            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE id = $1")
+            sqlx::query_as(
+                "SELECT id, username, password_hash FROM users WHERE id = $1 AND removed_at IS NULL",
+            )
                 .bind(id)
                 .fetch_optional(pool)
                 .await?
@@ -232,32 +270,186 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Stores a token's hash; returns its id.
     pub async fn create_token(
         &self,
         token_hash: &str,
         user_id: i64,
         scopes: &str,
-    ) -> anyhow::Result<()> {
-        on_pool!(self.db(), pool, pg => {
-            sqlx::query("INSERT INTO api_tokens (token_hash, user_id, scopes) VALUES ($1, $2, $3)")
-                .bind(token_hash)
-                .bind(user_id)
-                .bind(scopes)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
+        expires_at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<i64> {
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar(
+                "INSERT INTO api_tokens (token_hash, user_id, scopes, expires_at) VALUES ($1, $2, $3, $4)
+                 RETURNING id",
+            )
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(scopes)
+            .bind(expires_at.map(|e| e.to_rfc3339()))
+            .fetch_one(pool)
+            .await?
+        }))
     }
 
-    /// The user and scopes of a live token.
+    /// The user and scopes of a live token: not revoked, not expired.
     pub async fn token_user(&self, token_hash: &str) -> anyhow::Result<Option<(i64, String)>> {
-        Ok(on_pool!(self.db(), pool, pg => {
+        let row: Option<(i64, String, Option<String>)> = on_pool!(self.db(), pool, pg => {
             sqlx::query_as(
-                "SELECT user_id, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                "SELECT user_id, scopes, expires_at FROM api_tokens
+                 WHERE token_hash = $1 AND revoked_at IS NULL",
             )
             .bind(token_hash)
             .fetch_optional(pool)
             .await?
+        });
+        Ok(row
+            .filter(|(_, _, expires)| expires.as_deref().is_none_or(live_until))
+            .map(|(user_id, scopes, _)| (user_id, scopes)))
+    }
+
+    /// The tokens of a user, newest first.
+    pub async fn tokens_of(&self, user_id: i64) -> anyhow::Result<Vec<TokenInfo>> {
+        let rows: Vec<TokenRow> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_as(
+                "SELECT id, scopes, created_at, expires_at, revoked_at FROM api_tokens
+                 WHERE user_id = $1 ORDER BY id DESC",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, scopes, created_at, expires_at, revoked_at)| TokenInfo {
+                    id,
+                    scopes,
+                    created_at,
+                    expires_at,
+                    revoked_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Revokes a token by id; false when there is no live token with that id.
+    pub async fn revoke_token(&self, id: i64) -> anyhow::Result<bool> {
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(Utc::now().to_rfc3339())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }) > 0)
+    }
+
+    /// Removes a user: they can no longer sign in, their sessions and tokens are revoked and
+    /// their memberships deleted, in one transaction; jobs, history and the audit trail keep
+    /// their name. False when there is no such (unremoved) user.
+    pub async fn remove_user(&self, user_id: i64) -> anyhow::Result<bool> {
+        let now = Utc::now().to_rfc3339();
+        let mut tx = self.begin().await?;
+        let removed = on_tx!(&mut tx, t, pg => {
+            let removed = sqlx::query(
+                "UPDATE users SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL",
+            )
+            .bind(&now)
+            .bind(user_id)
+            .execute(&mut **t)
+            .await?
+            .rows_affected();
+            for sql in [
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            ] {
+                sqlx::query(sql).bind(&now).bind(user_id).execute(&mut **t).await?;
+            }
+            sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut **t)
+                .await?;
+            removed
+        });
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    /// Sets the user's role in `org` (adds the membership when missing); with `None`, removes
+    /// the membership. False when `None` found no membership to remove.
+    pub async fn set_role(
+        &self,
+        user_id: i64,
+        org: &OrgId,
+        role: Option<Role>,
+    ) -> anyhow::Result<bool> {
+        Ok(on_pool!(self.db(), pool, pg => {
+            match role {
+                Some(role) => sqlx::query(
+                    "INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, org_id) DO UPDATE SET role = excluded.role",
+                )
+                .bind(user_id)
+                .bind(org.as_str())
+                .bind(role.as_str())
+                .execute(pool)
+                .await?,
+                None => sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
+                    .bind(user_id)
+                    .bind(org.as_str())
+                    .execute(pool)
+                    .await?,
+            }
+            .rows_affected()
+        }) > 0)
+    }
+
+    /// The user's role in `org` now (None: not a member, or the user was removed).
+    pub async fn member_role(&self, user_id: i64, org: &str) -> anyhow::Result<Option<Role>> {
+        let role: Option<String> = on_pool!(self.db(), pool, pg => {
+            sqlx::query_scalar(
+                "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id
+                 WHERE m.user_id = $1 AND m.org_id = $2 AND u.removed_at IS NULL",
+            )
+            .bind(user_id)
+            .bind(org)
+            .fetch_optional(pool)
+            .await?
+        });
+        role.map(|r| Role::parse(&r).with_context(|| format!("unknown role {r:?}")))
+            .transpose()
+    }
+
+    /// What `credential` of `user_id` still allows in `org`.
+    pub async fn standing(
+        &self,
+        credential: &Credential,
+        user_id: i64,
+        org: &str,
+    ) -> anyhow::Result<Standing> {
+        let live = match credential {
+            Credential::Session(hash) => self.session_user(hash).await?,
+            Credential::Token(hash) => self.token_user(hash).await?.map(|(user, _)| user),
+        };
+        if live != Some(user_id) || self.user_by_id(user_id).await?.is_none() {
+            return Ok(Standing::SignedOut);
+        }
+        Ok(match self.member_role(user_id, org).await? {
+            Some(role) => Standing::Member(role),
+            None => Standing::NotMember,
+        })
+    }
+
+    /// Deletes sessions that expired (or were revoked) before `before`; returns how many.
+    pub async fn purge_sessions(&self, before: DateTime<Utc>) -> anyhow::Result<u64> {
+        let before = before.to_rfc3339();
+        Ok(on_pool!(self.db(), pool, pg => {
+            sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")
+                .bind(&before)
+                .execute(pool)
+                .await?
+                .rows_affected()
         }))
     }
 }
