@@ -564,3 +564,40 @@ async fn signing_in_ends_the_session_the_browser_presented() {
         .unwrap();
     assert_eq!(me.status(), 401, "the old session is revoked");
 }
+
+#[tokio::test]
+async fn in_production_behind_an_https_origin_the_session_cookie_is_secure() {
+    let server = TestServer::spawn_with(|c| {
+        c.mode = pfa_sync::server::config::Mode::Prod;
+        c.allowed_origins = vec!["https://pfa.example.com".into()];
+    })
+    .await;
+    server.user("ana", &["org-rio:viewer"]).await;
+    let response = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("origin", "https://pfa.example.com")
+        .json(&json!({"username": "ana", "password": "password-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = set_cookie(&response, "pfa_session").expect("a session cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_production_server_off_loopback_without_its_origin_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = pfa_sync::server::config::Config::for_tests(common::database_url(&dir).await);
+    config.mode = pfa_sync::server::config::Mode::Prod;
+    config.addr = "0.0.0.0:0".parse().unwrap();
+    let refused = pfa_sync::server::startup::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("--allowed-origin"),
+        "{refused:#}"
+    );
+}

@@ -235,6 +235,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PFA_SYNC_WS_OUTBOX_CAPACITY", default_value_t = 256)]
     pub ws_outbox_capacity: usize,
 
+    /// Connections served at once (WebSockets included); more wait in the listen backlog
+    /// until one closes.
+    #[arg(long, env = "PFA_SYNC_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers, from connecting or from its previous
+    /// response (so also how long an idle kept-alive connection stays open).
+    #[arg(long, env = "PFA_SYNC_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
     /// WebSockets one user may have open on this instance at once; the next is closed with
     /// 4429.
     #[arg(long, env = "PFA_SYNC_WS_MAX_SOCKETS_PER_USER", default_value_t = 20)]
@@ -303,6 +313,8 @@ pub struct Config {
     pub event_log_max_age: Duration,
     pub ws_outbox_capacity: usize,
     pub ws_max_sockets_per_user: usize,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
     pub sync: crate::server::sync::engine::EngineSettings,
     pub pems_timeout: Duration,
     /// Load the demo records in dev mode.
@@ -331,6 +343,8 @@ impl From<ServeArgs> for Config {
             event_log_max_age: Duration::from_secs(args.event_log_max_age_hours * 3600),
             ws_outbox_capacity: args.ws_outbox_capacity.max(4),
             ws_max_sockets_per_user: args.ws_max_sockets_per_user.max(1),
+            max_connections: args.max_connections.max(1),
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
             sync: crate::server::sync::engine::EngineSettings {
                 concurrency_per_org: args.sync_concurrency.max(1),
                 rate_per_org: args.pems_rate.max(1),
@@ -347,6 +361,34 @@ impl From<ServeArgs> for Config {
 }
 
 impl Config {
+    /// Whether the session cookie is marked `Secure`: when asked for (`--secure-cookies`),
+    /// and always for a production server whose public origin is https.
+    pub fn cookie_secure(&self) -> bool {
+        self.secure_cookies
+            || (self.mode == Mode::Prod
+                && self
+                    .allowed_origins
+                    .iter()
+                    .any(|o| o.to_ascii_lowercase().starts_with("https://")))
+    }
+
+    /// Refuses settings that are unsafe to serve with: a production server reachable beyond
+    /// loopback must be told its public origin, since it cannot trust the Host header there.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.mode == Mode::Prod
+            && !self.addr.ip().is_loopback()
+            && self.allowed_origins.is_empty()
+        {
+            anyhow::bail!(
+                "a production server on {} needs its public origin, e.g. \
+                 --allowed-origin https://pfa.example.com (PFA_SYNC_ALLOWED_ORIGINS): off \
+                 loopback the Host header is not trusted to tell the server's own origin",
+                self.addr
+            );
+        }
+        Ok(())
+    }
+
     /// Defaults for tests and tools: loopback port 0, the given database, simulator in-process.
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         let args = ServeArgs::parse_from_defaults();
@@ -422,5 +464,33 @@ mod tests {
         let err = Cli::try_parse_from(["pfa-sync", "--mode", "staging"]).unwrap_err();
         assert!(err.to_string().contains("staging"));
         assert!(Cli::try_parse_from(["pfa-sync", "--addr", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn a_production_server_off_loopback_needs_its_public_origin() {
+        let mut config = Config::for_tests("sqlite::memory:");
+        config.mode = Mode::Prod;
+        assert!(config.check().is_ok(), "loopback");
+        config.addr = "0.0.0.0:3000".parse().unwrap();
+        let refused = config.check().unwrap_err().to_string();
+        assert!(refused.contains("--allowed-origin"), "{refused}");
+        config.allowed_origins = vec!["https://pfa.example.com".into()];
+        assert!(config.check().is_ok());
+        config.allowed_origins.clear();
+        config.mode = Mode::Dev;
+        assert!(config.check().is_ok(), "dev mode keeps its defaults");
+    }
+
+    #[test]
+    fn the_session_cookie_is_secure_in_production_behind_an_https_origin() {
+        let mut config = Config::for_tests("sqlite::memory:");
+        config.allowed_origins = vec!["HTTPS://pfa.example.com".into()];
+        assert!(!config.cookie_secure(), "dev mode");
+        config.mode = Mode::Prod;
+        assert!(config.cookie_secure());
+        config.allowed_origins = vec!["http://pfa.internal".into()];
+        assert!(!config.cookie_secure());
+        config.secure_cookies = true;
+        assert!(config.cookie_secure(), "asked for");
     }
 }

@@ -1,5 +1,6 @@
 //! Everything that exists only on the server (feature `ssr`).
 
+pub mod accept;
 pub mod accounts_cli;
 pub mod auth;
 pub mod cli;

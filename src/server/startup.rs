@@ -1,6 +1,7 @@
 //! Builds the application (store, PEMS, router, listener) and runs it until shutdown.
 
 use super::{
+    accept,
     auth::{
         self,
         throttle::{LoginThrottle, Quotas},
@@ -21,7 +22,7 @@ use anyhow::Context;
 use axum::{extract::DefaultBodyLimit, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{compression::CompressionLayer, limit::RequestBodyLimitLayer, trace::TraceLayer};
@@ -39,6 +40,7 @@ impl Application {
     /// Opens the store (running migrations), starts the PEMS simulator when no PEMS URL is
     /// configured, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check()?;
         let shutdown = CancellationToken::new();
         let store = Store::connect(&config.database_url).await?;
         let serving = store.lock_for_serving()?;
@@ -148,20 +150,11 @@ impl Application {
         tracing::info!("pfa-sync listening on http://{}", listener.local_addr()?);
         tokio::spawn(shutdown::cancel_on_signal(token.clone()));
 
-        let mut server = tokio::spawn(
-            axum::serve(
-                // Events are small writes that must leave at once rather than wait for the
-                // previous one's ACK (Nagle); see docs/benchmarks.md.
-                axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!("TCP_NODELAY not set: {e}");
-                    }
-                }),
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .into_future(),
-        );
+        let limits = accept::Limits {
+            max_connections: state.config.max_connections,
+            header_timeout: state.config.header_timeout,
+        };
+        let mut server = tokio::spawn(accept::serve(listener, router, limits, token.clone()));
         let outcome = tokio::select! {
             finished = &mut server => finished,
             _ = token.cancelled() => {

@@ -132,14 +132,14 @@ async fn login(
     let cookie = Cookie::build((SESSION_COOKIE, session))
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.config.secure_cookies)
+        .secure(state.config.cookie_secure())
         .path("/")
         .max_age(time::Duration::seconds(ttl.as_secs() as i64));
     // A hint for the page, readable by scripts and worth nothing as a credential: the browser
     // asks `/api/auth/me` for the header only when it is set, so visitors cause no 401s.
     let hint = Cookie::build((SIGNED_IN_HINT_COOKIE, "1"))
         .same_site(SameSite::Lax)
-        .secure(state.config.secure_cookies)
+        .secure(state.config.cookie_secure())
         .path("/")
         .max_age(time::Duration::seconds(ttl.as_secs() as i64));
     let memberships = state.store.memberships(user.id).await?;

@@ -17,7 +17,10 @@ use crate::{
         close_codes,
         frames::{ClientCommand, ControlFrame},
     },
-    server::store::accounts::{Credential, Standing},
+    server::{
+        accept::ConnectionPlace,
+        store::accounts::{Credential, Standing},
+    },
 };
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -66,6 +69,8 @@ pub struct Params {
     pub shutdown: CancellationToken,
     /// Counts this socket against its user's limit while it is open.
     pub slot: SocketSlot,
+    /// Keeps the connection's place among the server's `--max-connections`.
+    pub place: Option<ConnectionPlace>,
 }
 
 /// What the receive task asks the send task to do.

@@ -14,6 +14,7 @@ use crate::{
     domain::org::OrgId,
     protocol::close_codes,
     server::{
+        accept::ConnectionPlace,
         auth::{csrf, principal::authenticate},
         state::AppState,
     },
@@ -22,6 +23,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
+    Extension,
 };
 use serde::Deserialize;
 
@@ -40,6 +42,7 @@ pub async fn sync_socket(
     Path(org): Path<String>,
     Query(query): Query<SocketQuery>,
     headers: HeaderMap,
+    place: Option<Extension<ConnectionPlace>>,
     upgrade: Result<Upgrade, NotUpgrade>,
 ) -> Response {
     let upgrade = match upgrade {
@@ -124,6 +127,7 @@ pub async fn sync_socket(
         heartbeat: state.config.heartbeat,
         shutdown: state.shutdown.clone(),
         slot,
+        place: place.map(|Extension(place)| place),
     };
     upgrade.respond(move |socket| connection::serve(socket, params))
 }
