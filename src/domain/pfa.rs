@@ -483,4 +483,37 @@ pub(crate) mod tests {
         let days = (r.forecast_end - r.forecast_start).num_days() as f64;
         assert!((r.forecast_cost() - days / 30.44 * 42_000.0).abs() < 1e-6);
     }
+
+    mod properties {
+        use super::*;
+        use crate::protocol::arbitrary;
+        use proptest::prelude::*;
+
+        fn field_names() -> Vec<&'static str> {
+            EditableField::ALL.iter().map(|f| f.as_str()).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any object of changes is a delta or field errors; a delta applies to a record
+            /// or reports errors, and what it applies keeps the record's identity.
+            #[test]
+            fn any_changes_are_a_delta_or_field_errors(
+                changes in arbitrary::object_with(Box::leak(field_names().into_boxed_slice())),
+            ) {
+                let record = crate::domain::demo_data::demo_records("org-rio", 1).remove(0);
+                match Delta::parse(&changes) {
+                    Ok(delta) => match delta.apply(&record) {
+                        Ok(changed) => {
+                            prop_assert_eq!(&changed.pfa_id, &record.pfa_id);
+                            prop_assert_eq!(changed.version, record.version);
+                        }
+                        Err(errors) => prop_assert!(!errors.is_empty()),
+                    },
+                    Err(errors) => prop_assert!(!errors.is_empty()),
+                }
+            }
+        }
+    }
 }

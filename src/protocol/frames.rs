@@ -218,4 +218,52 @@ mod tests {
         let frame = CommandParseError::UnknownCommand("X".into()).to_frame();
         assert!(matches!(frame, ControlFrame::Error { ref code, .. } if code == "UNKNOWN_COMMAND"));
     }
+
+    mod properties {
+        use super::*;
+        use crate::protocol::arbitrary;
+        use proptest::prelude::*;
+
+        const KINDS: [&str; 4] = ["PAUSE_SYNC", "RESUME_SYNC", "CANCEL_SYNC", "RETRY_SYNC"];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_is_a_command_or_a_documented_error(raw in "\\PC{0,300}") {
+                let _ = ClientCommand::parse(&raw).map_err(|e| e.to_frame());
+            }
+
+            #[test]
+            fn a_command_is_accepted_exactly_when_it_follows_the_rules(
+                kind in prop::sample::select(vec!["PAUSE_SYNC", "RESUME_SYNC", "CANCEL_SYNC", "RETRY_SYNC", "DROP_SYNC", ""]),
+                job in arbitrary::json(),
+                id in arbitrary::json(),
+                extra in proptest::option::of(arbitrary::json()),
+            ) {
+                let mut object = json!({"type": kind, "jobId": job, "commandId": id});
+                if let Some(extra) = &extra {
+                    object["extra"] = extra.clone();
+                }
+                let within = |v: &serde_json::Value, max: usize| {
+                    v.as_str().is_some_and(|s| (1..=max).contains(&s.chars().count()))
+                };
+                let known = KINDS.contains(&kind);
+                let valid = known
+                    && extra.is_none()
+                    && within(&job, MAX_JOB_ID_CHARS)
+                    && within(&id, MAX_COMMAND_ID_CHARS);
+                match ClientCommand::parse(&object.to_string()) {
+                    Ok(command) => {
+                        prop_assert!(valid);
+                        prop_assert_eq!(command.kind.as_str(), kind);
+                        prop_assert_eq!(Some(command.job_id.as_str()), job.as_str());
+                    }
+                    Err(CommandParseError::UnknownCommand(_)) => prop_assert!(!known),
+                    Err(CommandParseError::Invalid(_)) => prop_assert!(known && !valid),
+                    Err(CommandParseError::Malformed(m)) => prop_assert!(false, "valid JSON: {}", m),
+                }
+            }
+        }
+    }
 }

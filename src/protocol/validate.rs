@@ -231,4 +231,37 @@ mod tests {
             .unwrap_err()
             .contains_key("body"));
     }
+
+    mod properties {
+        use super::*;
+        use crate::protocol::arbitrary;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any object is either an event within the limits or a list of field errors.
+            #[test]
+            fn any_object_is_a_valid_event_or_field_errors(
+                object in arbitrary::object_with(&KNOWN),
+                body in arbitrary::json(),
+            ) {
+                for body in [Value::Object(object), body] {
+                    match event_for_publish(&body, "org-rio") {
+                        Ok(event) => {
+                            prop_assert!(!event.job_id.trim().is_empty() && event.job_id.len() <= 128);
+                            prop_assert!(event.seq.is_none());
+                            let sent = SyncEvent {
+                                seq: Some(u64::MAX),
+                                organization_id: Some("org-rio".into()),
+                                ..event
+                            };
+                            prop_assert!(serde_json::to_vec(&sent).unwrap().len() <= MAX_EVENT_BYTES);
+                        }
+                        Err(errors) => prop_assert!(!errors.is_empty()),
+                    }
+                }
+            }
+        }
+    }
 }
