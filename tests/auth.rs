@@ -601,3 +601,46 @@ async fn a_production_server_off_loopback_without_its_origin_refuses_to_start() 
         "{refused:#}"
     );
 }
+
+#[tokio::test]
+async fn the_sign_in_form_posts_and_is_redirected_without_a_credential_in_any_url() {
+    let server = TestServer::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |password: &'static str| {
+        client
+            .post(server.url("/api/auth/login"))
+            .header("origin", server.origin())
+            .form(&[("username", "planner"), ("password", password)])
+            .send()
+    };
+    let signed_in = post("pfa-demo").await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/orgs");
+    let cookie = set_cookie(&signed_in, "pfa_session").expect("a session cookie");
+    let me = server
+        .client
+        .get(server.url("/api/auth/me"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+
+    let refused = post("wrong-password").await.unwrap();
+    assert_eq!(refused.status(), 303);
+    assert_eq!(refused.headers()["location"], "/login?error=invalid");
+    assert!(set_cookie(&refused, "pfa_session").is_none());
+
+    // A form from another site is refused like any cross-site request with a cookie.
+    let forged = client
+        .post(server.url("/api/auth/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "planner"), ("password", "pfa-demo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}

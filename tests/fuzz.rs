@@ -199,7 +199,7 @@ async fn random_text_on_the_socket_gets_an_answer_and_the_socket_stays_open() {
     let (socket, _) = server
         .subscribe("org-rio", &Auth::Bearer(token.clone()), None)
         .await;
-    let socket = std::sync::Mutex::new(socket);
+    let socket = tokio::sync::Mutex::new(socket);
     let runtime = tokio::runtime::Handle::current();
     let message = prop_oneof![
         json_value().prop_map(|v| v.to_string()),
@@ -221,7 +221,7 @@ async fn random_text_on_the_socket_gets_an_answer_and_the_socket_stays_open() {
     ];
     check(message, |text| {
         let answer = runtime.block_on(async {
-            let mut socket = socket.lock().unwrap();
+            let mut socket = socket.lock().await;
             send_text(&mut socket, text.clone()).await;
             loop {
                 match next(&mut socket).await {
@@ -241,7 +241,7 @@ async fn random_text_on_the_socket_gets_an_answer_and_the_socket_stays_open() {
         }
         Ok(())
     });
-    let mut socket = socket.into_inner().unwrap();
+    let mut socket = socket.into_inner();
     server
         .publish(
             "org-rio",

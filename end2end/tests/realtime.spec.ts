@@ -1,4 +1,4 @@
-import { test, expect, waitForHydration, signIn } from './fixtures';
+import { test, expect, waitForHydration, signIn, apiAs } from './fixtures';
 import { useServer } from './support/server';
 
 useServer();
@@ -20,17 +20,14 @@ test('a planner signs in, opens an organization and sees live sync events with t
   expect(consoleLines).toContain(`[WebSocket] Connecting to: ${wsUrl}`);
   expect(consoleLines).toContain('[WebSocket] Connected to sync status updates');
 
-  // An admin publishes through the API; the planner's page shows it at once.
-  const admin = await page.context().request.post('/api/auth/login', {
-    data: { username: 'admin', password: 'pfa-demo' },
-    headers: { origin: baseURL! },
-  });
-  expect(admin.status()).toBe(200);
-  const published = await page.context().request.post('/api/orgs/org-rio/events', {
+  // An admin publishes through the API, from a client of their own (signing in within the
+  // planner's browser would end the planner's session); the planner's page shows it at once.
+  const admin = await apiAs(baseURL!, 'admin');
+  const published = await admin.post('/api/orgs/org-rio/events', {
     data: { type: 'SYNC_SUCCESS', jobId: 'e2e-job', pfaId: 'PFA-00001', message: 'Successfully synced PFA-00001' },
-    headers: { origin: baseURL! },
   });
   expect(published.status()).toBe(202);
+  await admin.dispose();
   await expect(page.getByTestId('last-event')).toHaveText('Last event: SYNC_SUCCESS Successfully synced PFA-00001');
   await expect(page.getByTestId('toast').filter({ hasText: 'PFA-00001 synced!' })).toBeVisible();
 });

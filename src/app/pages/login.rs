@@ -1,14 +1,30 @@
-//! Sign-in page.
+//! Sign-in page. Once hydrated it signs in with `fetch`; before that (a slow start, or no
+//! JavaScript) the same form posts itself to `/api/auth/login`, which answers with a redirect:
+//! to `/orgs`, or back here with `?error=<code>`. A credential never goes in a URL.
 
 use crate::app::{api, components::session_nav::SessionUser};
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_navigate, use_query_map};
+
+/// The message of an `?error=` code that the form post came back with.
+fn form_error(code: &str) -> &'static str {
+    match code {
+        "invalid" => "wrong username or password",
+        "throttled" => "too many attempts; try again in a minute",
+        _ => "signing in failed; try again",
+    }
+}
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let (username, set_username) = signal(String::new());
     let (password, set_password) = signal(String::new());
-    let (error, set_error) = signal(None::<String>);
+    let query = use_query_map();
+    let (error, set_error) = signal(
+        query
+            .with_untracked(|q| q.get("error"))
+            .map(|code| form_error(&code).to_owned()),
+    );
     let (busy, set_busy) = signal(false);
     let navigate = use_navigate();
     let session = use_context::<SessionUser>();
@@ -35,7 +51,7 @@ pub fn LoginPage() -> impl IntoView {
     view! {
         <section class="card narrow" data-testid="login">
             <h1>"Sign in"</h1>
-            <form on:submit=submit>
+            <form method="post" action="/api/auth/login" on:submit=submit>
                 <label>"Username"
                     <input name="username" autocomplete="username" data-testid="login-username"
                         prop:value=username on:input=move |ev| set_username.set(event_target_value(&ev)) required />

@@ -8,12 +8,12 @@ use crate::{
     protocol::auth::{LoginRequest, Me, MembershipSummary, UserSummary, SIGNED_IN_HINT_COOKIE},
     server::{error::AppError, state::AppState, store::accounts::Membership},
 };
-use axum::http::HeaderMap;
 use axum::{
-    extract::{rejection::JsonRejection, ConnectInfo, State},
-    http::StatusCode,
+    extract::{ConnectInfo, FromRequest, Request, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
     routing::{get, post},
-    Json, Router,
+    Form, Json, Router,
 };
 use axum_extra::extract::{
     cookie::{Cookie, SameSite},
@@ -78,15 +78,60 @@ fn me_from(user_id: i64, username: &str, memberships: &[Membership]) -> Me {
     }
 }
 
-#[tracing::instrument(skip_all, fields(username))]
+/// Whether the request carries an HTML form (the sign-in page posts one before it has
+/// hydrated, or without JavaScript).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// `POST /api/auth/login`: JSON in, `Me` out (the page's script and API clients); or an HTML
+/// form in, a redirect out: to `/orgs` when signed in, else back to `/login` with an error
+/// code in the query (never a credential).
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
-    body: Result<Json<LoginRequest>, JsonRejection>,
-) -> Result<(CookieJar, Json<Me>), AppError> {
-    let Json(request) = body?;
+    request: Request,
+) -> Response {
+    if is_form(&headers) {
+        let signed_in = match Form::<LoginRequest>::from_request(request, &()).await {
+            Ok(Form(credentials)) => sign_in(&state, peer, &headers, jar, credentials).await,
+            Err(_) => Err(AppError::field("body", "username and password required")),
+        };
+        return match signed_in {
+            Ok((jar, _)) => (jar, Redirect::to("/orgs")).into_response(),
+            Err(e) => {
+                let code = match e {
+                    AppError::TooManyRequests(_) => "throttled",
+                    AppError::InvalidCredentials | AppError::Validation(_) => "invalid",
+                    _ => "unavailable",
+                };
+                Redirect::to(&format!("/login?error={code}")).into_response()
+            }
+        };
+    }
+    let signed_in = match Json::<LoginRequest>::from_request(request, &()).await {
+        Ok(Json(credentials)) => sign_in(&state, peer, &headers, jar, credentials).await,
+        Err(rejection) => Err(AppError::from(rejection)),
+    };
+    match signed_in {
+        Ok((jar, me)) => (jar, Json(me)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(username))]
+async fn sign_in(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    request: LoginRequest,
+) -> Result<(CookieJar, Me), AppError> {
     let username = request.username.trim().to_owned();
     tracing::Span::current().record("username", username.as_str());
     if username.is_empty() || username.len() > 64 {
@@ -95,7 +140,7 @@ async fn login(
     if request.password.is_empty() || request.password.len() > 1024 {
         return Err(AppError::field("password", "1 to 1024 characters"));
     }
-    let client = client_address(peer.ip(), &headers, &state.config.trusted_proxies);
+    let client = client_address(peer.ip(), headers, &state.config.trusted_proxies);
     state
         .login_throttle
         .check(&username, client)
@@ -146,7 +191,7 @@ async fn login(
     tracing::info!(%peer, "signed in");
     Ok((
         jar.add(cookie).add(hint),
-        Json(me_from(user.id, &user.username, &memberships)),
+        me_from(user.id, &user.username, &memberships),
     ))
 }
 
