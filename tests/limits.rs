@@ -92,6 +92,16 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
     assert!(closed_by_server(&mut stream, Duration::from_secs(3)).await);
 }
 
+/// A request that gets no answer within 700 ms: the server is at its connection limit.
+async fn not_served(server: &TestServer) {
+    let waiting = unpooled()
+        .get(server.url("/health"))
+        .timeout(Duration::from_millis(700))
+        .send()
+        .await;
+    assert!(waiting.is_err(), "served beyond the limit: {waiting:?}");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_wait_until_one_closes() {
     let server = TestServer::spawn_with(|c| c.max_connections = 20).await;
@@ -100,12 +110,7 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         held.push(TcpStream::connect(server.addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let waiting = unpooled()
-        .get(server.url("/health"))
-        .timeout(Duration::from_millis(700))
-        .send()
-        .await;
-    assert!(waiting.is_err(), "served beyond the limit: {waiting:?}");
+    not_served(&server).await;
     drop(held);
     health_within(&server, Duration::from_secs(3)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -117,12 +122,7 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         sockets.push(server.subscribe("org-rio", &viewer, None).await.0);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let waiting = unpooled()
-        .get(server.url("/health"))
-        .timeout(Duration::from_millis(700))
-        .send()
-        .await;
-    assert!(waiting.is_err(), "served beyond the limit: {waiting:?}");
+    not_served(&server).await;
     drop(sockets);
     health_within(&server, Duration::from_secs(3)).await;
 }

@@ -35,6 +35,29 @@ pub struct TokenInfo {
     pub revoked_at: Option<String>,
 }
 
+/// GCRA's parameters for `per_minute` a minute, as many at once (milliseconds).
+struct Gcra {
+    interval: i64,
+    tolerance: i64,
+}
+
+impl Gcra {
+    fn per_minute(per_minute: u32) -> Self {
+        let per_minute = i64::from(per_minute.max(1));
+        let interval = 60_000 / per_minute;
+        Self {
+            interval,
+            tolerance: interval * per_minute,
+        }
+    }
+
+    /// How long one more must wait, given the key's theoretical arrival time; None: admitted.
+    fn wait(&self, tat: i64, now_ms: i64) -> Option<i64> {
+        let over = tat.max(now_ms) + self.interval - now_ms - self.tolerance;
+        (over > 0).then_some(over)
+    }
+}
+
 /// id, scopes, created_at, expires_at, revoked_at.
 type TokenRow = (i64, String, String, Option<String>, Option<String>);
 
@@ -464,9 +487,7 @@ impl Store {
         per_minute: u32,
         now_ms: i64,
     ) -> anyhow::Result<Result<(), i64>> {
-        let per_minute = i64::from(per_minute.max(1));
-        let interval = 60_000 / per_minute;
-        let tolerance = interval * per_minute;
+        let gcra = Gcra::per_minute(per_minute);
         let admitted: Option<i64> = on_pool!(self.db(), pool, pg => {
             let later = if pg { "GREATEST" } else { "MAX" };
             sqlx::query_scalar(&format!(
@@ -477,21 +498,17 @@ impl Store {
             ))
             .bind(key)
             .bind(now_ms)
-            .bind(interval)
-            .bind(tolerance)
+            .bind(gcra.interval)
+            .bind(gcra.tolerance)
             .fetch_optional(pool)
             .await?
         });
         if admitted.is_some() {
             return Ok(Ok(()));
         }
-        let tat: i64 = on_pool!(self.db(), pool, pg => {
-            sqlx::query_scalar("SELECT tat FROM login_throttle WHERE key = $1")
-                .bind(key)
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(Err((tat.max(now_ms) + interval - now_ms - tolerance).max(1)))
+        let tat = self.throttle_tat(key).await?.unwrap_or(now_ms);
+        // Refused: the quota is spent (a wait of at least 1 ms).
+        Ok(Err(gcra.wait(tat, now_ms).unwrap_or(1)))
     }
 
     /// Whether [`Store::throttle`] would admit one more for `key` now, without counting it:
@@ -502,21 +519,21 @@ impl Store {
         per_minute: u32,
         now_ms: i64,
     ) -> anyhow::Result<Result<(), i64>> {
-        let per_minute = i64::from(per_minute.max(1));
-        let interval = 60_000 / per_minute;
-        let tolerance = interval * per_minute;
-        let tat: Option<i64> = on_pool!(self.db(), pool, pg => {
+        let gcra = Gcra::per_minute(per_minute);
+        Ok(match self.throttle_tat(key).await? {
+            Some(tat) => gcra.wait(tat, now_ms).map_or(Ok(()), Err),
+            None => Ok(()),
+        })
+    }
+
+    /// The theoretical arrival time GCRA keeps for `key`, if it has one.
+    async fn throttle_tat(&self, key: &str) -> anyhow::Result<Option<i64>> {
+        Ok(on_pool!(self.db(), pool, pg => {
             sqlx::query_scalar("SELECT tat FROM login_throttle WHERE key = $1")
                 .bind(key)
                 .fetch_optional(pool)
                 .await?
-        });
-        Ok(match tat {
-            Some(tat) if tat.max(now_ms) + interval - now_ms > tolerance => {
-                Err(tat.max(now_ms) + interval - now_ms - tolerance)
-            }
-            _ => Ok(()),
-        })
+        }))
     }
 
     /// Forgets idle throttle keys; returns how many.
