@@ -16,7 +16,6 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -69,12 +68,11 @@ pub async fn serve(
             tracing::debug!("TCP_NODELAY not set: {e}");
         }
         let place = ConnectionPlace(Arc::new(place));
-        // Wrapped around the router as it is (`Router::layer` would rebuild every route).
         let service = TowerToHyperService::new(
-            ServiceBuilder::new()
+            router
+                .clone()
                 .layer(Extension(ConnectInfo(peer)))
-                .layer(Extension(place))
-                .service(router.clone()),
+                .layer(Extension(place)),
         );
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
