@@ -21,15 +21,16 @@ use crate::{
         Store,
     },
 };
+use anyhow::Context;
 use std::time::Duration;
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, Weak,
     },
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Events delivered between two prunes of an organization's log.
 const PRUNE_EVERY: u64 = 256;
@@ -46,6 +47,8 @@ pub struct Hub {
 struct Inner {
     store: Store,
     retention: Retention,
+    /// Publishes waiting for the publisher task (see [`run_publisher`]).
+    publishes: mpsc::Sender<PublishOp>,
     outbox_capacity: usize,
     orgs: Mutex<HashMap<String, Arc<OrgChannel>>>,
     connections: Mutex<HashMap<u64, ConnectionEntry>>,
@@ -267,6 +270,76 @@ fn write_all(org: &str, sockets: &[(u64, Arc<Outbox>)], frames: &mut Vec<Frame>)
     frames.clear();
 }
 
+/// Publishes appended in one statement at most.
+const PUBLISH_BATCH: usize = 256;
+/// Publishes that may wait for the publisher; more wait to enqueue.
+const PUBLISH_QUEUE: usize = 1024;
+
+/// A publish waiting for its seq.
+struct PublishOp {
+    org: String,
+    event: SyncEvent,
+    done: oneshot::Sender<anyhow::Result<u64>>,
+}
+
+/// Group commit for the publish API: takes every publish that queued while the previous batch
+/// was appended and appends them together (on SQLite one statement per organization, which
+/// commits by itself; otherwise one transaction), delivers them, and answers each caller with
+/// its seq. A burst of publishes costs a few appends instead of one each, and at a steady rate
+/// each batch is one publish that waits for nothing. When a batch fails, its publishes are
+/// appended one by one, so a publish fails alone. Ends when the hub is gone.
+async fn run_publisher(store: Store, hub: Weak<Inner>, mut queued: mpsc::Receiver<PublishOp>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let Some(inner) = hub.upgrade() else {
+            return;
+        };
+        let hub = Hub { inner };
+        let ops = std::mem::take(&mut batch);
+        if ops.len() > 1 {
+            let events = ops
+                .iter()
+                .map(|op| (op.org.clone(), op.event.clone()))
+                .collect();
+            match store.append_events(events).await {
+                Ok(committed) => {
+                    hub.deliver(&committed);
+                    let mut seqs = seqs_by_org(&committed);
+                    for op in ops {
+                        let seq = seqs
+                            .get_mut(op.org.as_str())
+                            .and_then(VecDeque::pop_front)
+                            .context("an appended publish has no seq");
+                        let _ = op.done.send(seq);
+                    }
+                    continue;
+                }
+                Err(e) => tracing::warn!(
+                    publishes = ops.len(),
+                    "appending publishes together failed, appending them one by one: {e:#}"
+                ),
+            }
+        }
+        for op in ops {
+            let appended = store.append_events(vec![(op.org, op.event)]).await;
+            let seq = appended.and_then(|committed| {
+                hub.deliver(&committed);
+                committed.first().map(|c| c.seq).context("nothing appended")
+            });
+            let _ = op.done.send(seq);
+        }
+    }
+}
+
+/// The seqs of committed events by organization, in the order of their appends.
+fn seqs_by_org(committed: &[Committed]) -> HashMap<&str, VecDeque<u64>> {
+    let mut seqs: HashMap<&str, VecDeque<u64>> = HashMap::new();
+    for c in committed {
+        seqs.entry(c.org.as_str()).or_default().push_back(c.seq);
+    }
+    seqs
+}
+
 struct ConnectionEntry {
     session: Option<String>,
     outbox: Arc<Outbox>,
@@ -310,18 +383,21 @@ pub enum ReplayPlan {
 }
 
 impl Hub {
+    /// The hub of `store`, with its publisher task (which ends with the last handle).
     pub fn new(store: Store, retention: Retention, outbox_capacity: usize) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                retention,
-                outbox_capacity,
-                orgs: Mutex::default(),
-                connections: Mutex::default(),
-                user_sockets: Mutex::default(),
-                next_id: AtomicU64::new(1),
-            }),
-        }
+        let (publishes, queued) = mpsc::channel(PUBLISH_QUEUE);
+        let inner = Arc::new(Inner {
+            store: store.clone(),
+            retention,
+            publishes,
+            outbox_capacity,
+            orgs: Mutex::default(),
+            connections: Mutex::default(),
+            user_sockets: Mutex::default(),
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(run_publisher(store, Arc::downgrade(&inner), queued));
+        Self { inner }
     }
 
     fn channel(&self, org: &str) -> Arc<OrgChannel> {
@@ -507,18 +583,25 @@ impl Hub {
         });
     }
 
-    /// Appends `event` to the log of `org` in a transaction of its own and delivers it: the
-    /// publish API, where the event is the whole state change. Returns the event as sent.
+    /// Appends `event` to the log of `org` and delivers it: the publish API, where the event
+    /// is the whole state change. Publishes that arrive while the previous ones are being
+    /// appended are appended together (see [`run_publisher`]). Returns the event as sent.
     #[tracing::instrument(skip(self, event), fields(kind = event.kind.as_str(), job = %event.job_id))]
     pub async fn publish(&self, org: &str, event: SyncEvent) -> anyhow::Result<SyncEvent> {
         let mut sent = event.clone();
-        let committed = self
-            .inner
-            .store
-            .append_events(vec![(org.to_owned(), event)])
-            .await?;
-        self.deliver(&committed);
-        sent.seq = committed.first().map(|c| c.seq);
+        let (done, answer) = oneshot::channel();
+        let op = PublishOp {
+            org: org.to_owned(),
+            event,
+            done,
+        };
+        if self.inner.publishes.send(op).await.is_err() {
+            anyhow::bail!("the publisher has stopped");
+        }
+        let seq = answer
+            .await
+            .context("the publisher stopped before answering")??;
+        sent.seq = Some(seq);
         sent.organization_id = Some(org.to_owned());
         Ok(sent)
     }
@@ -683,6 +766,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{protocol::events::SyncEventType, server::store::testing::for_each_store};
 
     fn queued(
         count: u64,
@@ -731,4 +815,46 @@ mod tests {
         gather(&mut rx, &mut messages).await;
         assert_eq!(messages.len(), 2);
     }
+
+    // Publishes sent at once are appended in batches; each caller gets the seq of its own
+    // event, and each organization's seqs run without gap.
+    for_each_store!(
+        concurrent_publishes_each_get_the_seq_of_their_own_event,
+        |store| {
+            let retention = Retention {
+                max_events: 10_000,
+                max_age_ms: 3_600_000,
+            };
+            let hub = Hub::new(store.clone(), retention, 64);
+            let mut publishes = tokio::task::JoinSet::new();
+            for n in 0..600 {
+                let (hub, org) = (hub.clone(), ["org-rio", "org-portarthur"][n % 2]);
+                publishes.spawn(async move {
+                    let job = format!("job-{n}");
+                    let event = SyncEvent::new(SyncEventType::SyncProgress, job.clone());
+                    let sent = hub.publish(org, event).await.unwrap();
+                    (org, job, sent.seq.unwrap())
+                });
+            }
+            let mut seqs: HashMap<&str, Vec<u64>> = HashMap::new();
+            while let Some(done) = publishes.join_next().await {
+                let (org, job, seq) = done.unwrap();
+                let logged = store
+                    .events_between(org, seq - 1, seq, 1, usize::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(logged.len(), 1, "{org} {seq}");
+                assert!(
+                    logged[0].payload.contains(&format!("\"jobId\":\"{job}\"")),
+                    "{org} seq {seq} is {job}'s: {}",
+                    logged[0].payload
+                );
+                seqs.entry(org).or_default().push(seq);
+            }
+            for (org, mut seqs) in seqs {
+                seqs.sort_unstable();
+                assert_eq!(seqs, (1..=300).collect::<Vec<_>>(), "{org}");
+            }
+        }
+    );
 }
