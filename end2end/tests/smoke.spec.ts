@@ -44,7 +44,10 @@ test('the wasm bundle is served compressed', async ({ request }) => {
   }
 });
 
-test('the browser downloads the release bundle as its precompressed copy and hydrates with it', async ({ page, consoleErrors }) => {
+/** The main module as a browser receives it (brotli), in bytes. */
+const MAIN_MODULE_BUDGET = 300_000;
+
+test('the browser downloads the release bundle as its precompressed copy, within its size budget, and hydrates with it', async ({ page, consoleErrors }) => {
   test.skip(!RELEASE, 'only the release site is precompressed');
   const wasm = page.waitForResponse((response) => new URL(response.url()).pathname === '/pkg/pfa-sync.wasm');
   await page.goto('/');
@@ -55,6 +58,11 @@ test('the browser downloads the release bundle as its precompressed copy and hyd
   expect(await response.headerValue('content-encoding')).toBe(encoding);
   const sizes = await response.request().sizes();
   expect(sizes.responseBodySize).toBe(statSync(wasmFile(encoding)).size);
+  // The size budget of the main module as the browser receives it.
+  const sent = sizes.responseBodySize;
+  console.log(`main module as sent (${encoding}): ${sent.toLocaleString('en')} bytes, budget ${MAIN_MODULE_BUDGET.toLocaleString('en')}`);
+  test.info().annotations.push({ type: 'main module', description: `${sent} bytes (${encoding})` });
+  expect(sent, `the main module is ${sent} bytes as sent (${encoding})`).toBeLessThan(MAIN_MODULE_BUDGET);
   await waitForHydration(page);
   await page.getByTestId('check-health').click();
   await expect(page.getByTestId('health-result')).toContainText('Server ok · database ok');

@@ -71,9 +71,8 @@ pub fn App() -> impl IntoView {
 
 /// The top bar, erased into an `AnyView` by its caller. Everything above the router hydrates
 /// asynchronously (`hydrate_lazy`, which the lazy routes need), and an erased view hydrates
-/// synchronously (vendor/tachys/PATCHED.md), so the bundle carries no async hydration of the
-/// top bar's views: 3.0 KB less gzip. (The same for the page's `<Stylesheet>` and `<Title>`
-/// made the bundle larger, and so did erasing the records page.)
+/// synchronously (vendor/tachys/PATCHED.md), so the bundle carries no async hydration code for
+/// the top bar's views.
 fn top_bar() -> impl IntoView {
     view! {
         <header class="topbar">

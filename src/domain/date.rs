@@ -1,9 +1,7 @@
 //! Calendar dates as the wire, the API and the date editors write them: `YYYY-MM-DD`.
 //!
-//! Parsed by hand rather than with chrono's `%Y-%m-%d` format strings: the browser bundle
-//! then carries no strftime parser or formatter (chrono's format machinery was about 30 KB of
-//! the wasm), and the accepted form is exactly the one the error message names (chrono's
-//! parser also took `2025-1-5`, `+2025-01-05` and a trailing space).
+//! Exactly that form is accepted, the one the error message names: chrono's parser also takes
+//! `2025-1-5`, `+2025-01-05` and a trailing space, which the API refuses.
 
 use crate::protocol::text::{digits, Text};
 use chrono::{Datelike, NaiveDate};

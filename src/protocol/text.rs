@@ -4,9 +4,8 @@
 //! [`super::timestamp`] re-export them, so a field names its form: `with = "...::date"`.
 //!
 //! Enums written as one of a few names ([`Named`]: `Rental`, `SYNC_PROGRESS`) are read by
-//! [`deserialize_named`] instead of serde's derive, whose enum machinery (a field visitor and
-//! an enum visitor per type, for the map form `{"Rental": null}` that serde_json accepts too)
-//! was 1.3 to 1.7 KB of the wasm per enum.
+//! [`deserialize_named`], which takes the name only (serde's derive also takes the map form
+//! `{"Rental": null}`), and give their wire name with `as_str`.
 
 use serde::{de, Deserialize, Deserializer, Serializer};
 use std::marker::PhantomData;

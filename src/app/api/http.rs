@@ -1,11 +1,7 @@
-//! The browser's one HTTP client: `fetch` through web-sys, JSON in and out. `get` and `send`
+//! The browser's one HTTP client: gloo-net's `fetch` wrapper, JSON in and out. `get` and `send`
 //! answer `Ok(value)` for 2xx and `Err(ApiError)` with the server's message otherwise; `exchange`
 //! is the raw call for the few callers that read an answer themselves (a 503 health report, the
 //! records list decoded a slice at a time).
-//!
-//! It is written on `web_sys::fetch` rather than a client crate: what the app needs is a method,
-//! a path on the page's origin, an optional JSON body and the answer's bytes, and a crate's
-//! request builder, its `http` method type and error enum cost the bundle more than this file.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -91,39 +87,28 @@ impl Answer {
 /// go with it (same origin). `Err` only when no answer came (offline, server down, aborted).
 #[cfg(feature = "hydrate")]
 pub async fn exchange(method: &str, path: &str, json: Option<String>) -> Result<Answer, ApiError> {
-    use wasm_bindgen::{JsCast, JsValue};
-    use wasm_bindgen_futures::JsFuture;
+    use gloo_net::http::{Method, RequestBuilder};
 
     /// A thrown `TypeError: Failed to fetch` reads as just that.
-    fn described(error: JsValue) -> ApiError {
-        ApiError::network(match error.dyn_ref::<js_sys::Error>() {
-            Some(e) => format!("{}: {}", String::from(e.name()), String::from(e.message())),
-            None => format!("{error:?}"),
-        })
+    fn described(error: gloo_net::Error) -> ApiError {
+        ApiError::network(error.to_string())
     }
 
-    let init = web_sys::RequestInit::new();
-    init.set_method(method);
-    if let Some(json) = json {
-        let headers = web_sys::Headers::new().map_err(described)?;
-        headers
-            .set("Content-Type", "application/json")
-            .map_err(described)?;
-        init.set_headers(&headers);
-        init.set_body(&JsValue::from_str(&json));
+    let method: Method = method
+        .parse()
+        .map_err(|_| ApiError::network(format!("{method:?} is not an HTTP method")))?;
+    let request = RequestBuilder::new(path).method(method);
+    let request = match json {
+        Some(json) => request
+            .header("Content-Type", "application/json")
+            .body(json),
+        None => request.build(),
     }
-    let request = web_sys::Request::new_with_str_and_init(path, &init).map_err(described)?;
-    let window = web_sys::window().ok_or_else(|| ApiError::network("no window"))?;
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
-        .await
-        .map_err(described)?
-        .unchecked_into();
-    let buffer = JsFuture::from(response.array_buffer().map_err(described)?)
-        .await
-        .map_err(described)?;
+    .map_err(described)?;
+    let response = request.send().await.map_err(described)?;
     Ok(Answer {
         status: response.status(),
-        body: js_sys::Uint8Array::new(&buffer).to_vec(),
+        body: response.binary().await.map_err(described)?,
     })
 }
 

@@ -48,38 +48,37 @@ pub struct RecordFilter {
 }
 
 impl RecordFilter {
+    /// The list's query string (`application/x-www-form-urlencoded`, as the server reads it):
+    /// the page size, then each filter that is set.
     pub fn query(&self, page_size: i64) -> String {
-        let mut q = vec![format!("pageSize={page_size}")];
-        let enc = |s: &str| js_free_encode(s);
-        if !self.search.trim().is_empty() {
-            q.push(format!("q={}", enc(self.search.trim())));
+        #[derive(Serialize)]
+        struct Query<'a> {
+            #[serde(rename = "pageSize")]
+            page_size: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            q: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            category: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            source: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            modified: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sort: Option<&'a str>,
         }
-        if !self.category.is_empty() {
-            q.push(format!("category={}", enc(&self.category)));
+        fn set(s: &str) -> Option<&str> {
+            Some(s).filter(|s| !s.is_empty())
         }
-        if !self.source.is_empty() {
-            q.push(format!("source={}", enc(&self.source)));
-        }
-        if self.modified_only {
-            q.push("modified=true".into());
-        }
-        if !self.sort.is_empty() {
-            q.push(format!("sort={}", enc(&self.sort)));
-        }
-        q.join("&")
-    }
-}
-
-/// Percent-encodes a query value (no JS needed, so it is testable natively).
-fn js_free_encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
+        serde_urlencoded::to_string(Query {
+            page_size,
+            q: set(self.search.trim()),
+            category: set(&self.category),
+            source: set(&self.source),
+            modified: self.modified_only.then_some(true),
+            sort: set(&self.sort),
         })
-        .collect()
+        .expect("a flat struct of strings, numbers and booleans encodes")
+    }
 }
 
 /// One draft to save.
@@ -137,7 +136,15 @@ mod tests {
             sort: "-forecastStart".into(),
             ..Default::default()
         };
-        assert_eq!(f.query(100), "pageSize=100&q=light%20tower&category=Light%20Towers&modified=true&sort=-forecastStart");
+        assert_eq!(
+            f.query(100),
+            "pageSize=100&q=light+tower&category=Light+Towers&modified=true&sort=-forecastStart"
+        );
+        let odd = RecordFilter {
+            search: " a&b=c/ü ".into(),
+            ..Default::default()
+        };
+        assert_eq!(odd.query(5), "pageSize=5&q=a%26b%3Dc%2F%C3%BC");
     }
 
     #[test]

@@ -19,25 +19,16 @@ pub const EDITABLE: [(EditableField, &str, &str); 6] = [
 ];
 
 /// A value as the cell shows it (and as its editor starts): numbers without a trailing `.0`.
-///
-/// Numbers are written by serde_json (shortest round-trip form), not by `f64`'s `Display`,
-/// and read back by serde_json: core's float formatting and parsing then stay out of the
-/// wasm (about 14 KB gzip). The two forms agree for every amount a record can hold (at most
-/// 10^12, in cents).
 pub fn as_text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
-        Value::Number(n) => {
-            let text = n.to_string();
-            match text.strip_suffix(".0") {
-                Some(whole) => whole.to_owned(),
-                None => text,
-            }
-        }
-        // Not a field's type: shown as JSON (through `to_string`, as the rest of the wasm
-        // writes JSON, rather than `Value`'s `Display`, which is another copy of the writer).
-        other => serde_json::to_string(other).unwrap_or_default(),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) => x.to_string(),
+            None => n.to_string(),
+        },
+        // Not a field's type: shown as JSON.
+        other => other.to_string(),
     }
 }
 
@@ -53,23 +44,13 @@ pub fn parse_input(kind: &str, raw: &str) -> Value {
     }
 }
 
-/// A number as a number input gives it (`12`, `-3.5`, `.5`, `1e3`), read as JSON reads
-/// numbers; JSON has no leading `+` or `.` and no trailing `.`, which are added or removed
-/// first. Out of range (`1e400`) or not a number (`inf`) gives `None`. (Read with `from_slice`,
-/// serde_json's one reader in the wasm, rather than `Number`'s `FromStr`, which is another.)
+/// A number as a number input gives it (`12`, `-3.5`, `.5`, `1e3`); `None` for what is not a
+/// finite number (`1e400`, `inf`, `NaN`, `12abc`).
 fn parse_number(raw: &str) -> Option<serde_json::Number> {
-    let (sign, digits) = match raw.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", raw.strip_prefix('+').unwrap_or(raw)),
-    };
-    if !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        || !digits.contains(|c: char| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let lead = if digits.starts_with('.') { "0" } else { "" };
-    let tail = if digits.ends_with('.') { "0" } else { "" };
-    serde_json::from_slice(format!("{sign}{lead}{digits}{tail}").as_bytes()).ok()
+    raw.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .and_then(serde_json::Number::from_f64)
 }
 
 /// How a cell is marked besides its colour.
