@@ -58,8 +58,18 @@ test('the sync queue shows a committed job live until it completes, with its rec
   await expect(page.getByTestId('rollback-open')).toHaveCount(0);
 });
 
-test('pause, resume and cancel are sent over the socket and answered', async ({ page, baseURL }) => {
+test('pause, resume and cancel are sent over the page\'s one socket and answered', async ({ page, baseURL }) => {
   await signIn(page, 'planner');
+  // Every socket the page opens, and the commands sent on each.
+  const sockets: { url: string; commands: string[] }[] = [];
+  page.on('websocket', (ws) => {
+    const socket = { url: ws.url(), commands: [] as string[] };
+    sockets.push(socket);
+    ws.on('framesent', (frame) => {
+      const type = /"type":"([A-Z_]+)"/.exec(String(frame.payload))?.[1];
+      if (type) socket.commands.push(type);
+    });
+  });
   await openJobs(page);
 
   // 300 records at 50 writes a second: about six seconds of running time.
@@ -99,6 +109,9 @@ test('pause, resume and cancel are sent over the socket and answered', async ({ 
   await expect(result).toHaveText(`cancel job ${job.id}: now cancelled`);
   await expect(row).toHaveAttribute('data-status', 'cancelled');
   await expect(row.getByRole('button')).toHaveText([job.id]);
+  // All of it went over the page's live socket: no socket of its own per command.
+  expect(sockets.map((socket) => new URL(socket.url).pathname)).toEqual([`/api/ws/sync/${ORG}`]);
+  expect(sockets[0].commands).toEqual(['PAUSE_SYNC', 'RESUME_SYNC', 'PAUSE_SYNC', 'CANCEL_SYNC']);
 
   // The cancelled changes went back to the planner's drafts; discard them.
   const discarded = await page.context().request.post(`/api/orgs/${ORG}/drafts/discard`, {

@@ -1,5 +1,7 @@
-//! Browser hooks: the sync socket (`use_sync_status_updates`) and its pure connection logic.
+//! Browser hooks: the sync socket (`use_sync_status_updates`), its pure connection logic and
+//! the sync commands sent over it.
 
+pub mod commands;
 pub mod drafts;
 pub mod reconnect;
 pub mod sync_status;

@@ -4,10 +4,19 @@
 //! online or the tab becomes visible), treats heartbeat silence as a dead link, resumes with
 //! `?since=` so nothing is missed, stops for good on 4401/4403, and closes on unmount or when
 //! `enabled` turns false. The decisions live in [`super::reconnect`]; this file only wires
-//! them to `web_sys::WebSocket`, timers and window events.
+//! them to `web_sys::WebSocket`, timers and window events. Sync commands go over the same
+//! socket ([`Commands`], [`super::commands`]).
 
-use crate::protocol::events::SyncEvent;
+// The wiring runs in the hydrate build only; the server renders the page without a socket.
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+
+use super::commands::{CommandBook, Outcome};
+use crate::protocol::{events::SyncEvent, frames::CommandKind};
 use leptos::prelude::*;
+use std::{cell::RefCell, rc::Rc};
+
+/// How long a command waits for its answer before the page gives up on it.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Options of [`use_sync_status_updates`], as on the card.
 #[derive(Clone)]
@@ -24,12 +33,94 @@ pub struct SyncStatus {
     pub last_event: ReadSignal<Option<SyncEvent>>,
     /// Set when the server refused for good (4401 / 4403), in words.
     pub stopped: ReadSignal<Option<String>>,
+    /// Sync commands over this socket.
+    pub commands: Commands,
+}
+
+/// Sends a text frame on the connected socket.
+type SendText = Box<dyn Fn(&str)>;
+
+/// The page's waiting commands, and the connected socket they go out on.
+#[derive(Default)]
+struct CommandChannel {
+    book: CommandBook,
+    /// None until CONNECTED and after a close.
+    send: Option<SendText>,
+}
+
+impl CommandChannel {
+    /// The socket is connected: every waiting command goes out on it.
+    fn connected(&mut self, send: SendText) {
+        for text in self.book.unanswered() {
+            send(&text);
+        }
+        self.send = Some(send);
+    }
+}
+
+/// Sends sync commands over the hook's socket; each is answered by the COMMAND_RESULT that
+/// carries its `commandId`.
+#[derive(Clone, Copy)]
+pub struct Commands {
+    channel: StoredValue<Rc<RefCell<CommandChannel>>, LocalStorage>,
+}
+
+impl Commands {
+    /// Sends `kind` for `job_id` (at once when connected, else when the socket connects) and
+    /// waits for its answer, at most [`ANSWER_TIMEOUT`].
+    pub async fn send(&self, kind: CommandKind, job_id: &str) -> Outcome {
+        #[cfg(feature = "hydrate")]
+        {
+            let Some(channel) = self.channel.try_get_value() else {
+                return Err("the page was left".to_owned());
+            };
+            let command = super::commands::new_command(
+                kind,
+                job_id,
+                js_sys::Date::now() as u64,
+                (js_sys::Math::random() * f64::from(u32::MAX)) as u32,
+            );
+            let answered = {
+                let mut channel = channel.borrow_mut();
+                let (text, answered) = channel.book.add(&command);
+                if let Some(send) = &channel.send {
+                    send(&text);
+                }
+                answered
+            };
+            let id = command.command_id;
+            set_timeout(
+                move || {
+                    channel.borrow_mut().book.fail(
+                        &id,
+                        format!(
+                            "no answer from the server within {} s",
+                            ANSWER_TIMEOUT.as_secs()
+                        ),
+                    );
+                },
+                ANSWER_TIMEOUT,
+            );
+            answered
+                .await
+                .unwrap_or_else(|_| Err("the page was left".to_owned()))
+        }
+        #[cfg(not(feature = "hydrate"))]
+        {
+            let _ = (kind, job_id);
+            Err("sync commands are sent from the browser".to_owned())
+        }
+    }
 }
 
 pub fn use_sync_status_updates(options: UseSyncStatusOptions) -> SyncStatus {
     let (is_connected, set_connected) = signal(false);
     let (last_event, set_last_event) = signal(None::<SyncEvent>);
     let (stopped, set_stopped) = signal(None::<String>);
+    let channel = Rc::new(RefCell::new(CommandChannel::default()));
+    let commands = Commands {
+        channel: StoredValue::new_local(channel.clone()),
+    };
     #[cfg(feature = "hydrate")]
     {
         let setters = browser::Setters {
@@ -38,6 +129,7 @@ pub fn use_sync_status_updates(options: UseSyncStatusOptions) -> SyncStatus {
             set_stopped,
             on_event: options.on_event,
         };
+        let channel = send_wrapper::SendWrapper::new(channel);
         Effect::new(move |_| {
             let org = options.organization_id.get();
             let enabled = options.enabled.get();
@@ -45,25 +137,30 @@ pub fn use_sync_status_updates(options: UseSyncStatusOptions) -> SyncStatus {
                 setters.set_connected.set(false);
                 return;
             }
-            let connection = browser::Connection::start(org, setters);
+            let connection = browser::Connection::start(org, setters, (*channel).clone());
             let connection = send_wrapper::SendWrapper::new(connection);
             on_cleanup(move || connection.take().stop());
         });
     }
     #[cfg(not(feature = "hydrate"))]
     {
-        let _ = (options, set_connected, set_last_event, set_stopped);
+        let _ = (options, set_connected, set_last_event, set_stopped, channel);
     }
     SyncStatus {
         is_connected,
         last_event,
         stopped,
+        commands,
     }
 }
 
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::super::reconnect::{Action, ConnectionMachine};
+    use super::super::{
+        commands::CommandResult,
+        reconnect::{Action, ConnectionMachine},
+    };
+    use super::CommandChannel;
     use crate::protocol::events::SyncEvent;
     use leptos::prelude::*;
     use std::{cell::RefCell, rc::Rc};
@@ -87,6 +184,7 @@ mod browser {
         handlers: Vec<Box<dyn std::any::Any>>,
         /// Events received since the last animation frame.
         batch: Vec<SyncEvent>,
+        commands: Rc<RefCell<CommandChannel>>,
     }
 
     type Shared = Rc<RefCell<Inner>>;
@@ -117,7 +215,7 @@ mod browser {
     }
 
     impl Connection {
-        pub fn start(org: String, setters: Setters) -> Self {
+        pub fn start(org: String, setters: Setters, commands: Rc<RefCell<CommandChannel>>) -> Self {
             let shared: Shared = Rc::new(RefCell::new(Inner {
                 machine: ConnectionMachine::default(),
                 socket: None,
@@ -125,6 +223,7 @@ mod browser {
                 setters,
                 handlers: Vec::new(),
                 batch: Vec::new(),
+                commands,
             }));
             let action = shared.borrow_mut().machine.enable(now());
             apply(&shared, action);
@@ -175,6 +274,11 @@ mod browser {
             }
             inner.handlers.clear();
             inner.setters.set_connected.set(false);
+            let mut commands = inner.commands.borrow_mut();
+            commands.send = None;
+            commands
+                .book
+                .fail_all("the page closed its connection before the server answered");
         }
     }
 
@@ -190,6 +294,7 @@ mod browser {
             Action::Connect => open(shared),
             Action::Close { code } => {
                 let socket = shared.borrow_mut().socket.take();
+                shared.borrow().commands.borrow_mut().send = None;
                 if let Some(socket) = socket {
                     detach(&socket);
                     let _ =
@@ -260,6 +365,7 @@ mod browser {
             Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
                 let (code, reason) = (event.code(), event.reason());
                 shared.borrow_mut().socket = None;
+                shared.borrow().commands.borrow_mut().send = None;
                 shared.borrow().setters.set_connected.set(false);
                 log(&format!(
                     "[WebSocket] Disconnected (code {code}{})",
@@ -351,6 +457,30 @@ mod browser {
                         shared.borrow_mut().machine.record_seq(seq);
                     }
                 }
+                // Commands go out once the server has subscribed this socket.
+                let inner = shared.borrow();
+                if let Some(socket) = inner.socket.clone() {
+                    inner.commands.borrow_mut().connected(Box::new(move |text| {
+                        let _ = socket.send_with_str(text);
+                    }));
+                }
+            }
+            "COMMAND_RESULT" => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(text.as_bytes()).unwrap_or_default();
+                let text_of = |key: &str| value.get(key).and_then(|v| v.as_str());
+                if let Some(command_id) = text_of("commandId") {
+                    let result = CommandResult {
+                        ok: value.get("ok").and_then(|v| v.as_bool()).unwrap_or(false),
+                        message: text_of("message").unwrap_or_default().to_owned(),
+                    };
+                    shared
+                        .borrow()
+                        .commands
+                        .borrow_mut()
+                        .book
+                        .answer(command_id, result);
+                }
             }
             "RESYNC_REQUIRED" => {
                 let value: serde_json::Value =
@@ -361,7 +491,7 @@ mod browser {
                     inner.machine.record_seq(seq);
                 }
             }
-            "HEARTBEAT" | "COMMAND_RESULT" | "ERROR" => {}
+            "HEARTBEAT" | "ERROR" => {}
             // A sync event is decoded straight into its type (one pass, no JSON tree).
             _ => {
                 if let Ok(event) = serde_json::from_slice::<SyncEvent>(text.as_bytes()) {

@@ -13,7 +13,7 @@ use crate::{
             },
         },
         components::{conflict_dialog::ConflictDialog, org_tabs::OrgTabs},
-        hooks::sync_status::{use_sync_status_updates, UseSyncStatusOptions},
+        hooks::sync_status::{use_sync_status_updates, Commands, UseSyncStatusOptions},
     },
     protocol::{
         events::{SyncEvent, SyncEventType},
@@ -247,7 +247,7 @@ pub fn JobsPage() -> impl IntoView {
                         </thead>
                         <tbody>
                             <For each=move || rows.get() key=|r| r.id.clone() let:row>
-                                <JobRowView row=row org expanded detail toggle now can_command command_result />
+                                <JobRowView row=row org expanded detail toggle now can_command command_result sync_commands=status.commands />
                             </For>
                         </tbody>
                     </table>
@@ -319,6 +319,7 @@ fn JobRowView(
     now: RwSignal<chrono::DateTime<Utc>>,
     can_command: Signal<bool>,
     command_result: RwSignal<String>,
+    sync_commands: Commands,
 ) -> impl IntoView {
     let job = row.job.clone();
     let id = row.id.clone();
@@ -341,7 +342,7 @@ fn JobRowView(
             confirming.set(false);
             leptos::task::spawn_local(async move {
                 let label = command_label(kind);
-                let answer = jobs::send_sync_command(&org.get_untracked(), kind, &id).await;
+                let answer = sync_commands.send(kind, &id).await;
                 command_result.set(match answer {
                     Ok(r) if r.ok => r.message,
                     Ok(r) => format!("{label} refused: {}", r.message),
