@@ -4,7 +4,8 @@
 //! online or the tab becomes visible), treats heartbeat silence as a dead link, resumes with
 //! `?since=` so nothing is missed, stops for good on 4401/4403, and closes on unmount or when
 //! `enabled` turns false. The decisions live in [`super::reconnect`]; this file only wires
-//! them to `web_sys::WebSocket`, timers and window events. Sync commands go over the same
+//! them to gloo-net's WebSocket (a stream of frames read by one task per socket), timers and
+//! window events. Sync commands go over the same
 //! socket ([`Commands`], [`super::commands`]).
 
 // The wiring runs in the hydrate build only; the server renders the page without a socket.
@@ -162,10 +163,10 @@ mod browser {
     };
     use super::CommandChannel;
     use crate::protocol::events::SyncEvent;
+    use futures::{FutureExt, SinkExt, StreamExt};
+    use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
     use leptos::prelude::*;
-    use std::{cell::RefCell, rc::Rc};
-    use wasm_bindgen::{closure::Closure, JsCast};
-    use web_sys::{CloseEvent, MessageEvent, WebSocket};
+    use std::{cell::RefCell, rc::Rc, task::Poll};
 
     #[derive(Clone, Copy)]
     pub struct Setters {
@@ -175,13 +176,15 @@ mod browser {
         pub on_event: Option<Callback<SyncEvent>>,
     }
 
+    /// One WebSocket, shared by the task that reads it and whoever sends on it or closes it
+    /// (which takes it out: the reading task then ends without a word).
+    type Socket = Rc<RefCell<Option<WebSocket>>>;
+
     struct Inner {
         machine: ConnectionMachine,
-        socket: Option<WebSocket>,
+        socket: Option<Socket>,
         org: String,
         setters: Setters,
-        // Kept alive as long as the socket uses them.
-        handlers: Vec<Box<dyn std::any::Any>>,
         /// Events received since the last animation frame.
         batch: Vec<SyncEvent>,
         commands: Rc<RefCell<CommandChannel>>,
@@ -221,7 +224,6 @@ mod browser {
                 socket: None,
                 org,
                 setters,
-                handlers: Vec::new(),
                 batch: Vec::new(),
                 commands,
             }));
@@ -269,10 +271,8 @@ mod browser {
             apply(&self.shared, action);
             let mut inner = self.shared.borrow_mut();
             if let Some(socket) = inner.socket.take() {
-                detach(&socket);
-                let _ = socket.close_with_code(1000);
+                close(&socket, 1000);
             }
-            inner.handlers.clear();
             inner.setters.set_connected.set(false);
             let mut commands = inner.commands.borrow_mut();
             commands.send = None;
@@ -282,11 +282,17 @@ mod browser {
         }
     }
 
-    fn detach(socket: &WebSocket) {
-        socket.set_onopen(None);
-        socket.set_onmessage(None);
-        socket.set_onclose(None);
-        socket.set_onerror(None);
+    /// Closes the socket with `code` (1000 or an application code; else 1000); its reading task
+    /// ends without reporting the close.
+    fn close(socket: &Socket, code: u16) {
+        let code = if code == 1000 || (3000..5000).contains(&code) {
+            code
+        } else {
+            1000
+        };
+        if let Some(ws) = socket.borrow_mut().take() {
+            let _ = ws.close(Some(code), None);
+        }
     }
 
     fn apply(shared: &Shared, action: Action) {
@@ -296,13 +302,7 @@ mod browser {
                 let socket = shared.borrow_mut().socket.take();
                 shared.borrow().commands.borrow_mut().send = None;
                 if let Some(socket) = socket {
-                    detach(&socket);
-                    let _ =
-                        socket.close_with_code(if code == 1000 || (3000..5000).contains(&code) {
-                            code
-                        } else {
-                            1000
-                        });
+                    close(&socket, code);
                     shared.borrow().setters.set_connected.set(false);
                     log("[WebSocket] Disconnected");
                 }
@@ -324,11 +324,11 @@ mod browser {
             Some(seq) => format!("{url}?since={seq}"),
             None => url,
         };
-        let socket = match WebSocket::new(&full) {
-            Ok(s) => s,
+        let ws = match WebSocket::open(&full) {
+            Ok(ws) => ws,
             Err(e) => {
                 web_sys::console::warn_1(
-                    &format!("[WebSocket] Error: Failed to connect: {e:?}").into(),
+                    &format!("[WebSocket] Error: Failed to connect: {e}").into(),
                 );
                 let action = shared.borrow_mut().machine.closed(
                     1006,
@@ -340,74 +340,70 @@ mod browser {
                 return;
             }
         };
-
-        let on_open = {
-            let shared = shared.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                let action = shared.borrow_mut().machine.opened(now());
-                shared.borrow().setters.set_connected.set(true);
-                shared.borrow().setters.set_stopped.set(None);
-                log("[WebSocket] Connected to sync status updates");
-                apply(&shared, action);
-            })
-        };
-        let on_message = {
-            let shared = shared.clone();
-            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                let Some(text) = event.data().as_string() else {
-                    return;
-                };
-                handle_frame(&shared, &text);
-            })
-        };
-        let on_close = {
-            let shared = shared.clone();
-            Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                let (code, reason) = (event.code(), event.reason());
-                shared.borrow_mut().socket = None;
-                shared.borrow().commands.borrow_mut().send = None;
-                shared.borrow().setters.set_connected.set(false);
-                log(&format!(
-                    "[WebSocket] Disconnected (code {code}{})",
-                    if reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {reason}")
+        let socket: Socket = Rc::new(RefCell::new(Some(ws)));
+        shared.borrow_mut().socket = Some(socket.clone());
+        let shared = shared.clone();
+        leptos::task::spawn_local(async move {
+            loop {
+                // Borrowed only while polled: commands are sent on it between frames.
+                let next = futures::future::poll_fn(|cx| match socket.borrow_mut().as_mut() {
+                    Some(ws) => ws.poll_next_unpin(cx),
+                    None => Poll::Ready(None),
+                })
+                .await;
+                match next {
+                    Some(Ok(Message::Text(text))) => handle_frame(&shared, &socket, &text),
+                    Some(Ok(Message::Bytes(_))) => {}
+                    Some(Err(WebSocketError::ConnectionClose(event))) => {
+                        closed(&shared, &socket, event.code, &event.reason);
+                        return;
                     }
-                ));
-                let action = shared.borrow_mut().machine.closed(
-                    code,
-                    &reason,
-                    now(),
-                    js_sys::Math::random(),
-                );
-                let stop = shared
-                    .borrow()
-                    .machine
-                    .stop_reason()
-                    .map(|(_, why)| why.to_owned());
-                if let Some(why) = stop {
-                    web_sys::console::warn_1(&format!("[WebSocket] Error: {why}").into());
-                    shared.borrow().setters.set_stopped.set(Some(why));
+                    Some(Err(_)) => {
+                        web_sys::console::warn_1(&"[WebSocket] Error: Failed to connect".into());
+                    }
+                    None => return,
                 }
-                apply(&shared, action);
-            })
-        };
-        let on_error = Closure::<dyn FnMut()>::new(move || {
-            web_sys::console::warn_1(&"[WebSocket] Error: Failed to connect".into());
+            }
         });
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        socket.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let mut inner = shared.borrow_mut();
-        inner.handlers = vec![
-            Box::new(on_open),
-            Box::new(on_message),
-            Box::new(on_close),
-            Box::new(on_error),
-        ];
-        inner.socket = Some(socket);
+    }
+
+    /// The server or the network closed `socket` (not this page: it takes the socket out first).
+    fn closed(shared: &Shared, socket: &Socket, code: u16, reason: &str) {
+        let current = shared
+            .borrow()
+            .socket
+            .as_ref()
+            .is_some_and(|s| Rc::ptr_eq(s, socket));
+        if !current {
+            return;
+        }
+        socket.borrow_mut().take();
+        shared.borrow_mut().socket = None;
+        shared.borrow().commands.borrow_mut().send = None;
+        shared.borrow().setters.set_connected.set(false);
+        log(&format!(
+            "[WebSocket] Disconnected (code {code}{})",
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            }
+        ));
+        let action =
+            shared
+                .borrow_mut()
+                .machine
+                .closed(code, reason, now(), js_sys::Math::random());
+        let stop = shared
+            .borrow()
+            .machine
+            .stop_reason()
+            .map(|(_, why)| why.to_owned());
+        if let Some(why) = stop {
+            web_sys::console::warn_1(&format!("[WebSocket] Error: {why}").into());
+            shared.borrow().setters.set_stopped.set(Some(why));
+        }
+        apply(shared, action);
     }
 
     /// Hands the events received since the last frame to the page, in order.
@@ -440,13 +436,19 @@ mod browser {
     /// Frames are read with `from_slice`, as every JSON the browser reads: serde_json's
     /// deserializer is generic over its reader, and `from_str` would put a second copy of it
     /// (and of every type it reads) in the wasm.
-    fn handle_frame(shared: &Shared, text: &str) {
+    fn handle_frame(shared: &Shared, socket: &Socket, text: &str) {
         let Ok(head) = serde_json::from_slice::<Head>(text.as_bytes()) else {
             return;
         };
         shared.borrow_mut().machine.frame_received(now());
         match head.kind.as_ref() {
             "CONNECTED" => {
+                // The server has authorized and subscribed the socket: it is open.
+                let action = shared.borrow_mut().machine.opened(now());
+                shared.borrow().setters.set_connected.set(true);
+                shared.borrow().setters.set_stopped.set(None);
+                log("[WebSocket] Connected to sync status updates");
+                apply(shared, action);
                 let value: serde_json::Value =
                     serde_json::from_slice(text.as_bytes()).unwrap_or_default();
                 if let Some(secs) = value.get("heartbeatIntervalSecs").and_then(|v| v.as_u64()) {
@@ -458,12 +460,17 @@ mod browser {
                     }
                 }
                 // Commands go out once the server has subscribed this socket.
-                let inner = shared.borrow();
-                if let Some(socket) = inner.socket.clone() {
-                    inner.commands.borrow_mut().connected(Box::new(move |text| {
-                        let _ = socket.send_with_str(text);
+                let socket = socket.clone();
+                shared
+                    .borrow()
+                    .commands
+                    .borrow_mut()
+                    .connected(Box::new(move |text| {
+                        if let Some(ws) = socket.borrow_mut().as_mut() {
+                            // An open socket takes a frame at once.
+                            let _ = ws.send(Message::Text(text.to_owned())).now_or_never();
+                        }
                     }));
-                }
             }
             "COMMAND_RESULT" => {
                 let value: serde_json::Value =
