@@ -3,5 +3,6 @@
 
 pub mod commands;
 pub mod drafts;
+pub mod live_sync;
 pub mod reconnect;
 pub mod sync_status;
