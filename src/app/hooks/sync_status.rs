@@ -5,8 +5,7 @@
 //! `?since=` so nothing is missed, stops for good on 4401/4403, and closes on unmount or when
 //! `enabled` turns false. The decisions live in [`super::reconnect`]; this file only wires
 //! them to gloo-net's WebSocket (a stream of frames read by one task per socket), timers and
-//! window events. Sync commands go over the same
-//! socket ([`Commands`], [`super::commands`]).
+//! window events. Sync commands go over the same socket ([`Commands`], [`super::commands`]).
 
 // The wiring runs in the hydrate build only; the server renders the page without a socket.
 #![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
@@ -162,7 +161,7 @@ mod browser {
         reconnect::{Action, ConnectionMachine},
     };
     use super::CommandChannel;
-    use crate::protocol::events::SyncEvent;
+    use crate::protocol::{events::SyncEvent, frames::ControlFrame};
     use futures::{FutureExt, SinkExt, StreamExt};
     use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
     use leptos::prelude::*;
@@ -473,20 +472,19 @@ mod browser {
                     }));
             }
             "COMMAND_RESULT" => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(text.as_bytes()).unwrap_or_default();
-                let text_of = |key: &str| value.get(key).and_then(|v| v.as_str());
-                if let Some(command_id) = text_of("commandId") {
-                    let result = CommandResult {
-                        ok: value.get("ok").and_then(|v| v.as_bool()).unwrap_or(false),
-                        message: text_of("message").unwrap_or_default().to_owned(),
-                    };
+                if let Ok(ControlFrame::CommandResult {
+                    command_id,
+                    ok,
+                    message,
+                    ..
+                }) = serde_json::from_slice(text.as_bytes())
+                {
                     shared
                         .borrow()
                         .commands
                         .borrow_mut()
                         .book
-                        .answer(command_id, result);
+                        .answer(&command_id, CommandResult { ok, message });
                 }
             }
             "RESYNC_REQUIRED" => {

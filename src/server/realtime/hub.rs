@@ -288,13 +288,14 @@ struct PublishOp {
 /// its seq. A burst of publishes costs a few appends instead of one each, and at a steady rate
 /// each batch is one publish that waits for nothing. When a batch fails, its publishes are
 /// appended one by one, so a publish fails alone. Ends when the hub is gone.
-async fn run_publisher(store: Store, hub: Weak<Inner>, mut queued: mpsc::Receiver<PublishOp>) {
+async fn run_publisher(hub: Weak<Inner>, mut queued: mpsc::Receiver<PublishOp>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let Some(inner) = hub.upgrade() else {
             return;
         };
         let hub = Hub { inner };
+        let store = &hub.inner.store;
         let ops = std::mem::take(&mut batch);
         if ops.len() > 1 {
             let events = ops
@@ -387,7 +388,7 @@ impl Hub {
     pub fn new(store: Store, retention: Retention, outbox_capacity: usize) -> Self {
         let (publishes, queued) = mpsc::channel(PUBLISH_QUEUE);
         let inner = Arc::new(Inner {
-            store: store.clone(),
+            store,
             retention,
             publishes,
             outbox_capacity,
@@ -396,7 +397,7 @@ impl Hub {
             user_sockets: Mutex::default(),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(run_publisher(store, Arc::downgrade(&inner), queued));
+        tokio::spawn(run_publisher(Arc::downgrade(&inner), queued));
         Self { inner }
     }
 
